@@ -1,0 +1,246 @@
+//! The shared-memory statistics region: the one contract between the tcpkali
+//! supervisor, its forked workers, and any outside monitor on the same host.
+//!
+//! Rules the layout is built for:
+//! - one writer per slot: worker `i` writes only slot `i` (with relaxed
+//!   atomics), the supervisor writes only the header's control words and the
+//!   per-slot supervisor words, and everyone may read everything;
+//! - counters only grow, across a slot's generations: a respawned worker keeps
+//!   adding to the counters of the worker it replaces, so a crash loses no
+//!   counted byte. Readers diff snapshots for rates and intervals;
+//! - gauges (open connections right now) are plain stores by the slot's
+//!   writer; a fresh worker starts them at zero;
+//! - slots are 64-byte aligned so workers never share a cache line.
+
+#![warn(missing_docs)]
+
+mod histogram;
+mod region;
+
+pub use histogram::{BucketLayout, HIST_BUCKETS, HIST_HIGH_US, HIST_LOW_US, HIST_SIGFIG};
+pub use region::{remove_stale_regions, region_name, Region, RegionError};
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Identifies a tcpkali stats region ("TCPKALI" plus a NUL).
+pub const MAGIC: u64 = u64::from_le_bytes(*b"TCPKALI\0");
+
+/// Bumped whenever the layout below changes; readers refuse a mismatch.
+pub const LAYOUT_VERSION: u64 = 1;
+
+/// Cumulative per-worker counters. The discriminant is the index into
+/// [`Counters`] and [`Snapshot`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Counter {
+    /// Bytes handed to the kernel by successful writes.
+    BytesSent,
+    /// Bytes returned by successful reads.
+    BytesRcvd,
+    /// Successful write calls (for the packet-rate estimate).
+    Writes,
+    /// Successful read calls that returned data.
+    Reads,
+    /// Outgoing connection attempts started (socket created, connect called).
+    ConnsInitiated,
+    /// Outgoing connections that completed the TCP handshake.
+    ConnsEstablished,
+    /// Incoming connections accepted.
+    ConnsAccepted,
+    /// Outgoing attempts that failed before being established (refused,
+    /// timed out, bind/connect errors).
+    ConnsFailed,
+    /// Of [`Counter::ConnsFailed`], those ended by `--connect-timeout`.
+    ConnsTimedOut,
+    /// Established connections (either direction) that ended, for any reason.
+    ConnsClosed,
+    /// Whole messages sent (filled by the message-aware senders).
+    MsgsSent,
+    /// Messages recognised in received data.
+    MsgsRcvd,
+    /// Bytes or frames from a peer that broke the protocol in use.
+    ProtocolErrors,
+}
+
+/// Number of [`Counter`] kinds.
+pub const COUNTERS: usize = Counter::ProtocolErrors as usize + 1;
+
+/// Point-in-time values written by a slot's worker with plain stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Gauge {
+    /// Outgoing connections established and open now.
+    OpenOut,
+    /// Outgoing connections still in the TCP handshake.
+    ConnectingOut,
+    /// Accepted connections open now.
+    OpenIn,
+    /// Incremented by the worker on every loop turn: a liveness signal.
+    Heartbeat,
+    /// Pid of the worker process currently owning the slot.
+    Pid,
+}
+
+/// Number of [`Gauge`] kinds.
+pub const GAUGES: usize = Gauge::Pid as usize + 1;
+
+/// Latency histogram kinds reserved in every slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum HistKind {
+    /// TCP connect latency.
+    Connect,
+    /// Time to first byte.
+    FirstByte,
+    /// Request/response message latency.
+    Message,
+}
+
+/// Number of [`HistKind`] kinds.
+pub const HIST_KINDS: usize = HistKind::Message as usize + 1;
+
+/// One worker's cumulative counters.
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub struct Counters([AtomicU64; COUNTERS]);
+
+impl Counters {
+    /// Adds `n` to a counter (single writer: the slot's worker).
+    #[inline]
+    pub fn add(&self, c: Counter, n: u64) {
+        self.0[c as usize].fetch_add(n, Relaxed);
+    }
+
+    /// Reads a counter.
+    #[inline]
+    pub fn get(&self, c: Counter) -> u64 {
+        self.0[c as usize].load(Relaxed)
+    }
+}
+
+/// One worker's gauges.
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub struct Gauges([AtomicU64; GAUGES]);
+
+impl Gauges {
+    /// Stores a gauge value (single writer: the slot's worker).
+    #[inline]
+    pub fn set(&self, g: Gauge, v: u64) {
+        self.0[g as usize].store(v, Relaxed);
+    }
+
+    /// Reads a gauge.
+    #[inline]
+    pub fn get(&self, g: Gauge) -> u64 {
+        self.0[g as usize].load(Relaxed)
+    }
+}
+
+/// Words about a slot that only the supervisor writes.
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub struct SlotControl {
+    /// How many times a worker was started in this slot after the first.
+    pub restarts: AtomicU64,
+}
+
+/// Everything one worker publishes, plus its supervisor-owned words.
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub struct Slot {
+    /// Cumulative counters.
+    pub counters: Counters,
+    /// Instantaneous values.
+    pub gauges: Gauges,
+    /// Supervisor-written words for this slot.
+    pub control: SlotControl,
+    /// Latency histogram buckets, indexed by [`HistKind`] then by
+    /// [`BucketLayout::index`] of a value in microseconds.
+    pub hist: [[AtomicU64; HIST_BUCKETS]; HIST_KINDS],
+}
+
+impl Slot {
+    /// Records one latency sample in microseconds (clamped to the range).
+    #[inline]
+    pub fn record_us(&self, kind: HistKind, layout: &BucketLayout, us: u64) {
+        self.hist[kind as usize][layout.index(us)].fetch_add(1, Relaxed);
+    }
+}
+
+/// Supervisor control words at the start of the region.
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub struct Header {
+    /// [`MAGIC`], written once at creation.
+    pub magic: AtomicU64,
+    /// [`LAYOUT_VERSION`], written once at creation.
+    pub version: AtomicU64,
+    /// Number of slots that follow the header.
+    pub workers: AtomicU64,
+    /// Pid of the supervisor that created the region.
+    pub supervisor_pid: AtomicU64,
+    /// Non-zero: every worker must stop and exit.
+    pub stop: AtomicU64,
+    /// Non-zero once the run left ramp-up (monitors use it).
+    pub steady: AtomicU64,
+    /// Shared source of connection ids (the one counter many processes
+    /// add to; `fetch_add` keeps it exact).
+    pub next_uid: AtomicU64,
+    /// Per-connection message rate set-point in milli-messages per second
+    /// (0 = unlimited), for run-time rate changes.
+    pub rate_millis: AtomicU64,
+}
+
+/// A plain copy of counters, summable and subtractable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    /// Counter values indexed by [`Counter`].
+    pub counters: [u64; COUNTERS],
+    /// Gauge values indexed by [`Gauge`] (summed over slots, except that the
+    /// heartbeat and pid sums carry no meaning).
+    pub gauges: [u64; GAUGES],
+}
+
+impl Snapshot {
+    /// Reads one slot.
+    pub fn of_slot(slot: &Slot) -> Snapshot {
+        let mut s = Snapshot::default();
+        for (i, v) in s.counters.iter_mut().enumerate() {
+            *v = slot.counters.0[i].load(Relaxed);
+        }
+        for (i, v) in s.gauges.iter_mut().enumerate() {
+            *v = slot.gauges.0[i].load(Relaxed);
+        }
+        s
+    }
+
+    /// A counter's value.
+    pub fn get(&self, c: Counter) -> u64 {
+        self.counters[c as usize]
+    }
+
+    /// A gauge's value.
+    pub fn gauge(&self, g: Gauge) -> u64 {
+        self.gauges[g as usize]
+    }
+
+    /// Adds another snapshot into this one.
+    pub fn accumulate(&mut self, other: &Snapshot) {
+        for (a, b) in self.counters.iter_mut().zip(other.counters) {
+            *a += b;
+        }
+        for (a, b) in self.gauges.iter_mut().zip(other.gauges) {
+            *a += b;
+        }
+    }
+
+    /// Counter growth since `earlier` (gauges are taken from `self`).
+    pub fn since(&self, earlier: &Snapshot) -> Snapshot {
+        let mut d = *self;
+        for (a, b) in d.counters.iter_mut().zip(earlier.counters) {
+            *a = a.saturating_sub(b);
+        }
+        d
+    }
+}

@@ -1,0 +1,111 @@
+//! The validated, immutable description of a run, as the command line gave it.
+//!
+//! `cli` fills an [`Options`] from argv (no syscalls beyond reading message
+//! files); `setup` turns it into resolved addresses and sockets.
+
+use std::time::Duration;
+
+/// Where to connect: one `host:port[/path]` operand as typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestSpec {
+    /// Host part: a name, an IPv4 literal (also short forms like `127.1`),
+    /// or an IPv6 literal without its brackets.
+    pub host: String,
+    /// Port number or service name, as typed.
+    pub port: String,
+    /// Text after the first `/` following the port ("" when absent).
+    pub path: String,
+    /// The operand exactly as typed before any `/path` (for the WebSocket
+    /// `Host:` header).
+    pub host_port: String,
+}
+
+/// What `-l/--listen-port` asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenSpec {
+    /// `None`: every address of a passive lookup (0.0.0.0 and ::).
+    pub host: Option<String>,
+    pub port: u16,
+}
+
+/// One piece of message data in command-line order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snippet {
+    /// The bytes after `-e` unescaping (when asked for).
+    pub data: Vec<u8>,
+    /// Where it came from, for error messages: `--message`, `--message-file=F`...
+    pub origin: String,
+}
+
+/// The parsed command line. Every field holds a value that already passed
+/// its own range check; cross-option checks happen in `cli::validate`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    pub verbosity: u8,
+    /// `-w`: `None` means "choose" (see `cli::default_workers`).
+    pub workers: Option<usize>,
+    pub connections: u64,
+    /// New connections per second over the whole run.
+    pub connect_rate: f64,
+    pub connect_timeout: Duration,
+    /// `None`: connections live until the run ends.
+    pub channel_lifetime: Option<Duration>,
+    /// Steady-state duration; `None` means run until interrupted.
+    pub duration: Option<Duration>,
+    pub delay_send: Duration,
+    pub listen: Option<ListenSpec>,
+    /// `--listen-mode=active`: accepted connections send messages too.
+    pub listen_active: bool,
+    pub destinations: Vec<DestSpec>,
+    /// `--source-ip` values as typed (resolved later).
+    pub source_ips: Vec<String>,
+    /// `--nagle`: `Some(true)` = Nagle on (TCP_NODELAY=0).
+    pub nagle: Option<bool>,
+    pub sndbuf: Option<usize>,
+    pub rcvbuf: Option<usize>,
+    pub write_combine: bool,
+    /// `-1`, `--first-message-file`, in order.
+    pub first_messages: Vec<Snippet>,
+    /// `-m`, `-f`, in order; concatenated they form one message.
+    pub messages: Vec<Snippet>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            verbosity: 0,
+            workers: None,
+            connections: 1,
+            connect_rate: 100.0,
+            connect_timeout: Duration::from_secs(1),
+            channel_lifetime: None,
+            duration: Some(Duration::from_secs(10)),
+            delay_send: Duration::ZERO,
+            listen: None,
+            listen_active: false,
+            destinations: Vec::new(),
+            source_ips: Vec::new(),
+            nagle: None,
+            sndbuf: None,
+            rcvbuf: None,
+            write_combine: true,
+            first_messages: Vec::new(),
+            messages: Vec::new(),
+        }
+    }
+}
+
+impl Options {
+    /// The repeated message: every `-m`/`-f` snippet concatenated.
+    pub fn message(&self) -> Vec<u8> {
+        self.messages.iter().flat_map(|s| s.data.iter().copied()).collect()
+    }
+
+    /// Everything sent once at the start of a connection.
+    pub fn first_message(&self) -> Vec<u8> {
+        self.first_messages
+            .iter()
+            .flat_map(|s| s.data.iter().copied())
+            .collect()
+    }
+}
