@@ -42,7 +42,7 @@ pub struct Snippet {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     pub verbosity: u8,
-    /// `-w`: `None` means "choose" (see `cli::default_workers`).
+    /// `-w`: `None` means "choose" (see `setup::default_workers`).
     pub workers: Option<usize>,
     pub connections: u64,
     /// New connections per second over the whole run.
@@ -98,7 +98,10 @@ impl Default for Options {
 impl Options {
     /// The repeated message: every `-m`/`-f` snippet concatenated.
     pub fn message(&self) -> Vec<u8> {
-        self.messages.iter().flat_map(|s| s.data.iter().copied()).collect()
+        self.messages
+            .iter()
+            .flat_map(|s| s.data.iter().copied())
+            .collect()
     }
 
     /// Everything sent once at the start of a connection.

@@ -1,8 +1,52 @@
 //! tcpkali: a fast TCP and WebSocket load generator and sink.
+//!
+//! `main` only maps outcomes to exit statuses; the work is in `cli`
+//! (command line), `setup` (addresses), `supervisor` (processes, progress,
+//! summary) and `worker` (the reactor).
 
 mod cli;
 mod config;
+mod conn;
 mod content;
+mod pace;
+mod payload;
+mod report;
+mod setup;
+mod supervisor;
+mod sys;
 mod units;
+mod worker;
 
-fn main() {}
+use std::io::Write;
+
+fn run() -> i32 {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let parsed = match cli::parse(&args) {
+        Ok(cli::Action::Run(p)) => p,
+        Ok(cli::Action::Help(text)) | Ok(cli::Action::Version(text)) => {
+            print!("{text}");
+            let _ = std::io::stdout().flush();
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("tcpkali: {e}");
+            return e.exit_code();
+        }
+    };
+    for note in &parsed.notes {
+        eprintln!("{note}");
+    }
+    let plan = match setup::prepare(parsed.options) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("tcpkali: {e}");
+            return e.exit_code();
+        }
+    };
+    supervisor::run(plan)
+}
+
+fn main() {
+    let code = run();
+    std::process::exit(code);
+}

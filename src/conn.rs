@@ -1,0 +1,174 @@
+//! One connection's state: where it is in its life, what it has sent, and
+//! what the reactor last learned about its readiness.
+
+use std::os::fd::OwnedFd;
+
+/// Which side opened the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// We connected, to destination number `dest` of the worker's plan.
+    Out { dest: u32 },
+    /// We accepted it on a listener.
+    In,
+}
+
+/// Where the connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// TCP handshake in progress (outgoing only).
+    Connecting,
+    /// Data may flow.
+    Open,
+}
+
+/// Why a connection ended, for counters and `-v` messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The TCP connect failed with this errno.
+    ConnectFailed(nix::Error),
+    /// Still connecting after `--connect-timeout`.
+    ConnectTimeout,
+    /// The peer closed its side.
+    PeerClosed,
+    /// A read failed with this errno.
+    ReadError(nix::Error),
+    /// A write failed with this errno.
+    WriteError(nix::Error),
+    /// `--channel-lifetime` expired.
+    Lifetime,
+}
+
+/// Position in the send data: how much of the once-part went out, and the
+/// offset in the repeated message cycle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendPos {
+    pub once_sent: usize,
+    pub cycle_off: usize,
+}
+
+/// A live connection in a worker's slab.
+#[derive(Debug)]
+pub struct Conn {
+    pub fd: OwnedFd,
+    pub gen: u32,
+    pub dir: Direction,
+    pub phase: Phase,
+    /// Creation time (ns on the worker clock).
+    pub created: u64,
+    pub pos: SendPos,
+    /// Edge-triggered readiness learned from events and cleared when a
+    /// call would block.
+    pub readable: bool,
+    pub writable: bool,
+    /// Sits in the worker's "still ready" list.
+    pub queued: bool,
+}
+
+/// Connections addressed by slot index, with generations so that a stale
+/// event or timer for a reused slot is recognised and ignored.
+#[derive(Debug, Default)]
+pub struct Slab {
+    slots: Vec<Option<Conn>>,
+    gens: Vec<u32>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl Slab {
+    /// The slot and generation the next inserted connection will get.
+    pub fn vacant(&mut self) -> (u32, u32) {
+        if let Some(&slot) = self.free.last() {
+            (slot, self.gens[slot as usize])
+        } else {
+            self.slots.push(None);
+            self.gens.push(0);
+            let slot = (self.slots.len() - 1) as u32;
+            self.free.push(slot);
+            (slot, 0)
+        }
+    }
+
+    /// Stores `conn` in the slot [`Slab::vacant`] named.
+    pub fn insert(&mut self, slot: u32, conn: Conn) {
+        if self.free.last() == Some(&slot) {
+            self.free.pop();
+        }
+        self.slots[slot as usize] = Some(conn);
+        self.len += 1;
+    }
+
+    /// The connection in `slot` if its generation is still `gen`.
+    #[inline]
+    pub fn get_mut(&mut self, slot: u32, gen: u32) -> Option<&mut Conn> {
+        match self.slots.get_mut(slot as usize) {
+            Some(Some(c)) if c.gen == gen => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Takes the connection out, retiring its generation.
+    pub fn remove(&mut self, slot: u32) -> Option<Conn> {
+        let conn = self.slots.get_mut(slot as usize)?.take()?;
+        self.gens[slot as usize] = conn.gen.wrapping_add(1) & GEN_MASK;
+        self.free.push(slot);
+        self.len -= 1;
+        Some(conn)
+    }
+}
+
+/// Generations use 31 bits so a poller key never reaches `usize::MAX`.
+pub const GEN_MASK: u32 = 0x7fff_ffff;
+
+/// Poller key of a connection.
+#[inline]
+pub fn key(slot: u32, gen: u32) -> usize {
+    ((gen as usize) << 32) | slot as usize
+}
+
+/// Slot and generation of a connection key.
+#[inline]
+pub fn unkey(key: usize) -> (u32, u32) {
+    (key as u32, (key >> 32) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(gen: u32) -> Conn {
+        let fd = std::fs::File::open("/dev/null").expect("open /dev/null");
+        Conn {
+            fd: fd.into(),
+            gen,
+            dir: Direction::In,
+            phase: Phase::Open,
+            created: 0,
+            pos: SendPos::default(),
+            readable: false,
+            writable: false,
+            queued: false,
+        }
+    }
+
+    #[test]
+    fn a_reused_slot_rejects_the_old_generation() {
+        let mut slab = Slab::default();
+        let (slot, gen) = slab.vacant();
+        slab.insert(slot, conn(gen));
+        assert!(slab.remove(slot).is_some());
+        let (slot2, gen2) = slab.vacant();
+        assert_eq!(slot2, slot);
+        assert_ne!(gen2, gen);
+        slab.insert(slot2, conn(gen2));
+        assert!(slab.get_mut(slot, gen).is_none());
+        assert!(slab.get_mut(slot2, gen2).is_some());
+        assert_eq!(slab.len, 1);
+    }
+
+    #[test]
+    fn keys_round_trip_and_never_hit_the_reserved_value() {
+        let k = key(7, GEN_MASK);
+        assert_eq!(unkey(k), (7, GEN_MASK));
+        assert_ne!(key(u32::MAX, GEN_MASK), usize::MAX);
+    }
+}

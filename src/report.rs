@@ -1,0 +1,240 @@
+//! The text users and scripts read: the final summary (stdout) and the live
+//! progress line (stderr), in tcpkali's formats.
+
+use crate::units::fmt_g;
+use tcpkali_ipc::{Counter, Gauge, Snapshot};
+
+/// What the final summary is computed from.
+#[derive(Debug, Clone, Copy)]
+pub struct SummaryInput {
+    /// Counter growth over the measured phase.
+    pub delta: Snapshot,
+    /// Length of the measured phase in seconds.
+    pub duration: f64,
+    /// Connections open (both directions) when the run ended.
+    pub channels: u64,
+    /// Print the `Aggregate message rate` line (message-marker mode).
+    pub message_rates: bool,
+}
+
+/// `1234 bytes`, `12.3 KiB`, `1234.5 MiB` as tcpkali prints sizes.
+pub fn human_size(bytes: u64) -> String {
+    if bytes < 2048 {
+        format!("{bytes} bytes")
+    } else if bytes < 512 * 1024 {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    } else {
+        format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+    }
+}
+
+/// (packets per second, TCP segments per operation) for the estimate line.
+fn packet_rate(bytes: u64, ops: u64, duration: f64) -> (f64, u64) {
+    if ops == 0 {
+        return (0.0, 0);
+    }
+    let segs = (bytes / ops).div_ceil(1460);
+    (segs as f64 * ops as f64 / duration, segs)
+}
+
+/// The summary lines, each ending in a newline.
+pub fn summary(s: &SummaryInput) -> String {
+    let d = &s.delta;
+    let sent = d.get(Counter::BytesSent);
+    let rcvd = d.get(Counter::BytesRcvd);
+    let dur = if s.duration > 0.0 { s.duration } else { 1e-9 };
+    let channels = s.channels.max(1) as f64;
+    let both = (sent + rcvd) as f64;
+    let (prate_in, segs_in) = packet_rate(rcvd, d.get(Counter::Reads), dur);
+    let (prate_out, segs_out) = packet_rate(sent, d.get(Counter::Writes), dur);
+    let mut out = String::new();
+    out += &format!("Total data sent:     {} ({sent} bytes)\n", human_size(sent));
+    out += &format!("Total data received: {} ({rcvd} bytes)\n", human_size(rcvd));
+    out += &format!(
+        "Bandwidth per channel: {:.3}\u{21c5} Mbps ({:.1} kBps)\n",
+        both / dur / channels * 8.0 / 1e6,
+        both / dur / channels / 1000.0
+    );
+    out += &format!(
+        "Aggregate bandwidth: {:.3}\u{2193}, {:.3}\u{2191} Mbps\n",
+        rcvd as f64 * 8.0 / dur / 1e6,
+        sent as f64 * 8.0 / dur / 1e6
+    );
+    if s.message_rates {
+        out += &format!(
+            "Aggregate message rate: {:.3}\u{2193}, {:.3}\u{2191} mps\n",
+            d.get(Counter::MsgsRcvd) as f64 / dur,
+            d.get(Counter::MsgsSent) as f64 / dur
+        );
+    }
+    out += &format!(
+        "Packet rate estimate: {prate_in:.1}\u{2193}, {prate_out:.1}\u{2191} ({segs_in}\u{2193}, {segs_out}\u{2191} TCP MSS/op)\n"
+    );
+    out += &format!("Test duration: {} s.\n", fmt_g(s.duration));
+    out
+}
+
+/// Exponential moving average of a rate, fed with (elapsed, amount) pairs:
+/// about three seconds of memory, forgotten after a long gap.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Smoothed {
+    value: f64,
+    primed: bool,
+}
+
+impl Smoothed {
+    const TIME_CONSTANT: f64 = 3.0;
+
+    /// Adds `amount` observed over `elapsed` seconds; returns the new rate.
+    pub fn update(&mut self, elapsed: f64, amount: f64) -> f64 {
+        if elapsed <= 0.0 {
+            return self.value;
+        }
+        let rate = amount / elapsed;
+        if !self.primed || elapsed > Self::TIME_CONSTANT {
+            self.value = rate;
+            self.primed = true;
+        } else {
+            let w = 1.0 - (-elapsed / Self::TIME_CONSTANT).exp();
+            self.value += (rate - self.value) * w;
+        }
+        self.value
+    }
+}
+
+/// The clock face for a fraction of the run done, when the locale is UTF-8.
+pub fn clock_face(fraction: f64) -> &'static str {
+    const FACES: [&str; 12] = [
+        "\u{1f55b}",
+        "\u{1f550}",
+        "\u{1f551}",
+        "\u{1f552}",
+        "\u{1f553}",
+        "\u{1f554}",
+        "\u{1f555}",
+        "\u{1f556}",
+        "\u{1f557}",
+        "\u{1f558}",
+        "\u{1f559}",
+        "\u{1f55a}",
+    ];
+    let i = (fraction.clamp(0.0, 1.0) * 12.0) as usize;
+    FACES[i.min(11)]
+}
+
+/// The steady-state progress text (without clock, escape codes or `\r`).
+pub fn progress_line(rx_bps: f64, tx_bps: f64, now: &Snapshot) -> String {
+    format!(
+        "Traffic {:.3}\u{2193}, {:.3}\u{2191} Mbps (conns {}\u{2193} {}\u{2191} {}\u{21e1}; seen {})",
+        rx_bps / 1e6,
+        tx_bps / 1e6,
+        now.gauge(Gauge::OpenIn),
+        now.gauge(Gauge::OpenOut),
+        now.gauge(Gauge::ConnectingOut),
+        now.get(Counter::ConnsInitiated) + now.get(Counter::ConnsAccepted),
+    )
+}
+
+/// The ramp-up ribbon: `|====>-----| 2 of 10 (4)`, fitted to `columns`.
+pub fn ramp_line(open: u64, target: u64, seen: u64, columns: usize) -> String {
+    let info = format!("| {open} of {target} ({seen})");
+    let room = columns.saturating_sub(info.chars().count() + 1);
+    let width = room.min(columns * 6 / 10).min(50);
+    if width < 5 {
+        return info;
+    }
+    let inner = width - 1;
+    let done = if target == 0 {
+        inner
+    } else {
+        ((open.min(target) as f64 / target as f64) * inner as f64) as usize
+    };
+    let mut ribbon = String::with_capacity(width + info.len());
+    ribbon.push('|');
+    ribbon.extend(std::iter::repeat_n('=', done.saturating_sub(1)));
+    ribbon.push('>');
+    ribbon.extend(std::iter::repeat_n('-', inner.saturating_sub(done.max(1))));
+    ribbon + &info
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(sent: u64, rcvd: u64, writes: u64, reads: u64) -> Snapshot {
+        let mut s = Snapshot::default();
+        s.counters[Counter::BytesSent as usize] = sent;
+        s.counters[Counter::BytesRcvd as usize] = rcvd;
+        s.counters[Counter::Writes as usize] = writes;
+        s.counters[Counter::Reads as usize] = reads;
+        s
+    }
+
+    #[test]
+    fn sizes_switch_units_where_tcpkali_does() {
+        assert_eq!(human_size(149), "149 bytes");
+        assert_eq!(human_size(2047), "2047 bytes");
+        assert_eq!(human_size(2048), "2.0 KiB");
+        assert_eq!(human_size(1_219_934_025), "1163.4 MiB");
+    }
+
+    #[test]
+    fn summary_has_tcpkalis_lines_in_order() {
+        let input = SummaryInput {
+            delta: snapshot(1_219_934_025, 1_216_952_864, 20_000, 70_000),
+            duration: 1.00559,
+            channels: 2,
+            message_rates: false,
+        };
+        let text = summary(&input);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "Total data sent:     1163.4 MiB (1219934025 bytes)"
+        );
+        assert_eq!(
+            lines[1],
+            "Total data received: 1160.6 MiB (1216952864 bytes)"
+        );
+        assert_eq!(
+            lines[2],
+            "Bandwidth per channel: 9693.362\u{21c5} Mbps (1211670.2 kBps)"
+        );
+        assert_eq!(
+            lines[3],
+            "Aggregate bandwidth: 9681.503\u{2193}, 9705.220\u{2191} Mbps"
+        );
+        assert!(lines[4].starts_with("Packet rate estimate: "));
+        assert!(
+            lines[4].ends_with("(12\u{2193}, 42\u{2191} TCP MSS/op)"),
+            "{}",
+            lines[4]
+        );
+        assert_eq!(lines[5], "Test duration: 1.00559 s.");
+        assert_eq!(lines.len(), 6);
+    }
+
+    #[test]
+    fn packet_rate_is_zero_without_operations() {
+        assert_eq!(packet_rate(100, 0, 1.0), (0.0, 0));
+        assert_eq!(packet_rate(1461, 1, 2.0), (1.0, 2));
+    }
+
+    #[test]
+    fn ribbon_fits_the_terminal_and_shows_counts() {
+        let line = ramp_line(5, 10, 7, 80);
+        assert!(line.ends_with("| 5 of 10 (7)"));
+        assert!(line.starts_with("|====="));
+        assert!(line.chars().count() <= 80);
+        assert_eq!(ramp_line(1, 2, 2, 10), "| 1 of 2 (2)");
+    }
+
+    #[test]
+    fn smoothing_follows_a_steady_rate() {
+        let mut s = Smoothed::default();
+        for _ in 0..100 {
+            s.update(0.25, 250.0);
+        }
+        assert!((s.update(0.25, 250.0) - 1000.0).abs() < 1.0);
+    }
+}

@@ -1,0 +1,325 @@
+//! From parsed options to a runnable plan: resolve destinations and listen
+//! addresses, choose source addresses, size the worker pool, and print the
+//! start-up lines tcpkali prints.
+
+use crate::config::Options;
+use crate::sys::{self, Bracketed};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// A run, resolved against this host.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub opts: Options,
+    pub workers: usize,
+    /// Every address of every destination operand.
+    pub destinations: Vec<SocketAddr>,
+    /// Source addresses per destination (same index); empty: kernel's choice.
+    pub sources: Vec<Vec<SocketAddr>>,
+    pub listen: Vec<SocketAddr>,
+}
+
+/// Why the plan could not be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupError {
+    /// A destination operand did not resolve.
+    Resolve { operand: String, reason: String },
+    /// Resolution gave nothing usable.
+    NoAddresses(String),
+    /// A `--source-ip` value is unusable.
+    SourceIp { value: String, reason: String },
+    /// No source address of a destination's family was given.
+    NoSourceFor(SocketAddr),
+    /// The `-l` host did not resolve.
+    ListenHost { spec: String, reason: String },
+}
+
+impl SetupError {
+    /// Process exit status for this error (all are usage errors).
+    pub fn exit_code(&self) -> i32 {
+        64
+    }
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::Resolve { operand, reason } => {
+                write!(f, "Resolving destination {operand}: {reason}")
+            }
+            SetupError::NoAddresses(op) => {
+                write!(f, "Destination {op}: DNS did not return usable addresses")
+            }
+            SetupError::SourceIp { value, reason } => {
+                write!(
+                    f,
+                    "--source-ip={value}: local IP address expected: {reason}"
+                )
+            }
+            SetupError::NoSourceFor(addr) => write!(
+                f,
+                "--source-ip: no address of the same family as destination {}",
+                Bracketed(*addr)
+            ),
+            SetupError::ListenHost { spec, reason } => {
+                write!(f, "--listen-port={spec}: cannot resolve: {reason}")
+            }
+        }
+    }
+}
+
+/// Default worker count: the CPUs this process may use, or fewer when a
+/// pure client asks for fewer connections than that.
+pub fn default_workers(opts: &Options, cpus: usize) -> usize {
+    let cpus = cpus.max(1);
+    if opts.listen.is_none() && opts.connections > 0 && (opts.connections as usize) < cpus {
+        opts.connections as usize
+    } else {
+        cpus
+    }
+}
+
+/// Resolves everything and prints the start-up lines to stderr.
+pub fn prepare(opts: Options) -> Result<Plan, SetupError> {
+    let workers = opts
+        .workers
+        .unwrap_or_else(|| default_workers(&opts, sys::allowed_cpus().len()));
+    let mut destinations = Vec::new();
+    for d in &opts.destinations {
+        let operand = format!("{}:{}", d.host, d.port);
+        let addrs =
+            sys::resolve(Some(&d.host), &d.port, false).map_err(|reason| SetupError::Resolve {
+                operand: d.host_port.clone(),
+                reason,
+            })?;
+        if addrs.is_empty() {
+            return Err(SetupError::NoAddresses(operand));
+        }
+        for a in addrs {
+            if !destinations.contains(&a) {
+                destinations.push(a);
+            }
+        }
+    }
+    for d in &destinations {
+        eprintln!("Destination: {}", Bracketed(*d));
+    }
+    let sources = if opts.source_ips.is_empty() {
+        detect_sources(&destinations)
+    } else {
+        given_sources(&opts.source_ips, &destinations)?
+    };
+    let listen = match &opts.listen {
+        None => Vec::new(),
+        Some(l) => {
+            let port = l.port.to_string();
+            let addrs = match &l.host {
+                Some(h) => sys::resolve(Some(h), &port, true),
+                None => Ok(vec![
+                    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), l.port),
+                    SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), l.port),
+                ]),
+            }
+            .map_err(|reason| SetupError::ListenHost {
+                spec: match &l.host {
+                    Some(h) => format!("{h}:{}", l.port),
+                    None => port.clone(),
+                },
+                reason,
+            })?;
+            addrs
+        }
+    };
+    Ok(Plan {
+        opts,
+        workers,
+        destinations,
+        sources,
+        listen,
+    })
+}
+
+fn given_sources(
+    values: &[String],
+    dests: &[SocketAddr],
+) -> Result<Vec<Vec<SocketAddr>>, SetupError> {
+    let mut all = Vec::new();
+    for v in values {
+        let ips: Vec<IpAddr> = match v.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => sys::resolve(Some(v), "0", true)
+                .map_err(|reason| SetupError::SourceIp {
+                    value: v.clone(),
+                    reason,
+                })?
+                .into_iter()
+                .map(|a| a.ip())
+                .collect(),
+        };
+        for ip in ips {
+            sys::is_local(ip).map_err(|e| SetupError::SourceIp {
+                value: v.clone(),
+                reason: e.to_string(),
+            })?;
+            let a = SocketAddr::new(ip, 0);
+            if !all.contains(&a) {
+                eprintln!("Source IP: {}", Bracketed(a));
+                all.push(a);
+            }
+        }
+    }
+    dests
+        .iter()
+        .map(|d| {
+            let same: Vec<SocketAddr> = all
+                .iter()
+                .copied()
+                .filter(|s| s.is_ipv4() == d.is_ipv4())
+                .collect();
+            if same.is_empty() {
+                Err(SetupError::NoSourceFor(*d))
+            } else {
+                Ok(same)
+            }
+        })
+        .collect()
+}
+
+/// For each destination: the interface the route to it leaves by, and all
+/// that interface's addresses of the destination's family. A single address
+/// is what the kernel would choose anyway, so it is not bound explicitly.
+fn detect_sources(dests: &[SocketAddr]) -> Vec<Vec<SocketAddr>> {
+    let ifaces = match sys::interface_addresses() {
+        Ok(i) => i,
+        Err(e) => {
+            if !dests.is_empty() {
+                eprintln!(
+                    "WARNING: Can't enumerate interfaces, won't use multiple source IPs: {}",
+                    sys::strerror(e)
+                );
+            }
+            return vec![Vec::new(); dests.len()];
+        }
+    };
+    let mut announced = BTreeSet::new();
+    dests
+        .iter()
+        .map(|d| {
+            let Ok(local) = sys::route_source(d) else {
+                eprintln!(
+                    "WARNING: Can't determine local interface to connect to {}",
+                    Bracketed(*d)
+                );
+                return Vec::new();
+            };
+            let Some(owner) = ifaces.iter().find(|i| i.ip == local) else {
+                return Vec::new();
+            };
+            let base = sys::base_ifname(&owner.name);
+            let mut addrs = Vec::new();
+            for i in &ifaces {
+                let link_local =
+                    matches!(i.ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
+                if sys::base_ifname(&i.name) != base || i.ip.is_ipv4() != d.is_ipv4() || link_local
+                {
+                    continue;
+                }
+                let a = SocketAddr::new(i.ip, 0);
+                if announced.insert(i.ip) {
+                    eprintln!("Interface {} address {}", i.name, Bracketed(a));
+                }
+                addrs.push(a);
+            }
+            eprintln!(
+                "Using interface {} to connect to {}",
+                owner.name,
+                Bracketed(*d)
+            );
+            if addrs.len() > 1 {
+                addrs
+            } else {
+                Vec::new()
+            }
+        })
+        .collect()
+}
+
+/// Worker `i`'s share of `total` things split over `workers`.
+pub fn share(total: u64, workers: usize, i: usize) -> u64 {
+    let w = workers.max(1) as u64;
+    total / w + u64::from((i as u64) < total % w)
+}
+
+/// Worker `i`'s subset of a source list: every `workers`-th entry, or one
+/// entry when there are fewer sources than workers.
+pub fn source_subset(sources: &[SocketAddr], workers: usize, i: usize) -> Vec<SocketAddr> {
+    if sources.is_empty() {
+        return Vec::new();
+    }
+    if sources.len() < workers {
+        return vec![sources[i % sources.len()]];
+    }
+    sources
+        .iter()
+        .copied()
+        .skip(i)
+        .step_by(workers.max(1))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_add_up_to_the_total() {
+        for (total, workers) in [(10, 3), (1, 2), (0, 4), (9000, 2), (7, 7)] {
+            let sum: u64 = (0..workers).map(|i| share(total, workers, i)).sum();
+            assert_eq!(sum, total);
+        }
+        assert_eq!(share(10, 3, 0), 4);
+        assert_eq!(share(10, 3, 2), 3);
+    }
+
+    #[test]
+    fn each_worker_binds_its_own_sources() {
+        let s: Vec<SocketAddr> = (1..=4)
+            .map(|i| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)), 0))
+            .collect();
+        assert_eq!(source_subset(&s, 2, 0), vec![s[0], s[2]]);
+        assert_eq!(source_subset(&s, 2, 1), vec![s[1], s[3]]);
+        assert_eq!(source_subset(&s[..1], 2, 1), vec![s[0]]);
+        assert!(source_subset(&[], 2, 1).is_empty());
+    }
+
+    #[test]
+    fn a_small_client_gets_one_worker_per_connection() {
+        let opts = Options {
+            connections: 1,
+            ..Options::default()
+        };
+        assert_eq!(default_workers(&opts, 2), 1);
+        let listening = Options {
+            connections: 1,
+            listen: Some(crate::config::ListenSpec {
+                host: None,
+                port: 1,
+            }),
+            ..Options::default()
+        };
+        assert_eq!(default_workers(&listening, 2), 2);
+    }
+
+    #[test]
+    fn destinations_resolve_short_forms_and_ipv6() {
+        assert_eq!(
+            sys::resolve(Some("127.1"), "80", false).expect("127.1"),
+            vec!["127.0.0.1:80".parse::<SocketAddr>().expect("addr")]
+        );
+        assert_eq!(
+            sys::resolve(Some("::1"), "8080", false).expect("::1"),
+            vec!["[::1]:8080".parse::<SocketAddr>().expect("addr")]
+        );
+    }
+}

@@ -1,0 +1,561 @@
+//! The process the user started: forks the workers, watches them, shows
+//! progress, decides when the run ends, and prints the summary.
+
+use crate::payload::{Payload, MIN_CYCLE};
+use crate::report::{self, Smoothed, SummaryInput};
+use crate::setup::{self, Plan};
+use crate::sys::{self, Bracketed, SockOpts};
+use crate::worker::{self, DestPlan, Shared, WorkerPlan};
+use nix::sys::signal::{self, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+use std::io::{self, IsTerminal, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tcpkali_ipc::{region_name, remove_stale_regions, Counter, Gauge, Region, Snapshot};
+
+/// SIGINT/SIGTERM deliveries: the first ends the run gracefully, the second
+/// at once.
+static STOP_SIGNALS: AtomicUsize = AtomicUsize::new(0);
+static CHILD_EXITED: AtomicBool = AtomicBool::new(false);
+
+const TICK: Duration = Duration::from_millis(100);
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// How long workers get to leave after the stop word before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Why the supervisor could not start the run.
+#[derive(Debug)]
+pub enum StartError {
+    /// A listening socket could not be opened.
+    Bind(SocketAddrText, io::Error),
+    /// The stats region could not be created.
+    Region(tcpkali_ipc::RegionError),
+    /// fork() failed.
+    Fork(nix::Error),
+    /// Signal handlers could not be installed.
+    Signals(io::Error),
+}
+
+/// An address already formatted as `[ip]:port`.
+pub type SocketAddrText = String;
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Bind(a, e) => write!(f, "Bind {a} is not done: {e}"),
+            StartError::Region(e) => write!(f, "Cannot create the stats region: {e}"),
+            StartError::Fork(e) => write!(f, "Cannot start a worker process: {}", e.desc()),
+            StartError::Signals(e) => write!(f, "Cannot install signal handlers: {e}"),
+        }
+    }
+}
+
+impl StartError {
+    /// Exit status: 69 (service unavailable) when the port is taken, as
+    /// tcpkali does; 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            StartError::Bind(..) => 69,
+            _ => 1,
+        }
+    }
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// `-T` elapsed.
+    Completed,
+    /// SIGINT or SIGTERM.
+    Interrupted,
+    /// Ramp-up did not reach the target within `-T`.
+    RampUpFailed,
+    /// A worker failed on its own (not by a signal).
+    WorkerFailed,
+    /// Second SIGINT/SIGTERM: leave at once.
+    Aborted,
+}
+
+enum Phase {
+    RampUp,
+    Steady { since: Instant, base: Snapshot },
+}
+
+struct Supervisor {
+    plan: Plan,
+    shared: Shared,
+    worker_plans: Vec<WorkerPlan>,
+    /// Kept open for the whole run so a respawned worker inherits them.
+    _listeners: Vec<OwnedFd>,
+    region: Region,
+    pids: Vec<Option<Pid>>,
+    stopping: bool,
+    tty: bool,
+}
+
+/// Runs the whole test; returns the exit status.
+pub fn run(plan: Plan) -> i32 {
+    match Supervisor::start(plan) {
+        Ok(mut sup) => {
+            let code = sup.run();
+            drop(sup); // removes the region's name
+            code
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn build_shared(plan: &Plan) -> Shared {
+    let o = &plan.opts;
+    let message = o.message();
+    let client = Payload::new(o.first_message(), &message, MIN_CYCLE);
+    let server = o
+        .listen_active
+        .then(|| client.clone())
+        .filter(|p| !p.is_empty());
+    Shared {
+        client,
+        server,
+        sockopts: SockOpts {
+            nagle: o.nagle,
+            sndbuf: o.sndbuf,
+            rcvbuf: o.rcvbuf,
+        },
+        connect_timeout: o.connect_timeout,
+        lifetime: o.channel_lifetime,
+        delay_send: o.delay_send,
+        write_combine: o.write_combine,
+        verbosity: o.verbosity,
+    }
+}
+
+fn warn_buffers(plan: &Plan) {
+    for (send, requested, name, sysctl) in [
+        (true, plan.opts.sndbuf, "--sndbuf", "net.core.wmem_max"),
+        (false, plan.opts.rcvbuf, "--rcvbuf", "net.core.rmem_max"),
+    ] {
+        let Some(req) = requested else { continue };
+        if let Some(got) = sys::effective_buffer(send, req) {
+            // Linux reports twice the usable size it granted.
+            if got / 2 < req {
+                eprintln!(
+                    "WARNING: {name} {req} was capped by the kernel to {} bytes (see sysctl {sysctl}).",
+                    got / 2
+                );
+            }
+        }
+    }
+}
+
+fn warn_fd_limit(plan: &Plan) {
+    let (soft, _hard) = sys::raise_nofile();
+    let per_worker = setup::share(plan.opts.connections, plan.workers, 0);
+    // A self-loop holds both ends of each connection in the same workers.
+    let ends = if plan.listen.is_empty() { 1 } else { 2 };
+    let needed = per_worker * ends + 64;
+    if needed > soft {
+        eprintln!(
+            "WARNING: Open files limit (`ulimit -n`) {soft} is too low for {per_worker} connections per worker (-c {} over {} workers); add workers (-w) or raise the limit.",
+            plan.opts.connections, plan.workers
+        );
+    }
+}
+
+impl Supervisor {
+    fn start(plan: Plan) -> Result<Supervisor, StartError> {
+        remove_stale_regions();
+        warn_fd_limit(&plan);
+        warn_buffers(&plan);
+        let shared = build_shared(&plan);
+        let opts = SockOpts {
+            nagle: plan.opts.nagle,
+            sndbuf: plan.opts.sndbuf,
+            rcvbuf: plan.opts.rcvbuf,
+        };
+        // One listener per worker per address, all opened before any fork.
+        let mut listeners = Vec::new();
+        let mut per_worker: Vec<Vec<i32>> = vec![Vec::new(); plan.workers];
+        for addr in &plan.listen {
+            let mut opened = Vec::new();
+            for _ in 0..plan.workers {
+                match sys::listen_reuseport(addr, &opts, LISTEN_BACKLOG) {
+                    Ok(fd) => opened.push(fd),
+                    // An unspecified IPv6 address on a host without IPv6.
+                    Err(e)
+                        if addr.is_ipv6()
+                            && addr.ip().is_unspecified()
+                            && e.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
+                    {
+                        opened.clear();
+                        break;
+                    }
+                    Err(e) => return Err(StartError::Bind(Bracketed(*addr).to_string(), e)),
+                }
+            }
+            if !opened.is_empty() {
+                eprintln!("Listen on: {}", Bracketed(*addr));
+            }
+            for (i, fd) in opened.into_iter().enumerate() {
+                per_worker[i].push(fd.as_raw_fd());
+                listeners.push(fd);
+            }
+        }
+        let worker_plans = (0..plan.workers)
+            .map(|i| {
+                let connections = setup::share(plan.opts.connections, plan.workers, i);
+                let connect_rate = if plan.opts.connections == 0 {
+                    0.0
+                } else {
+                    plan.opts.connect_rate * connections as f64 / plan.opts.connections as f64
+                };
+                WorkerPlan {
+                    index: i,
+                    connections,
+                    connect_rate,
+                    destinations: plan
+                        .destinations
+                        .iter()
+                        .zip(&plan.sources)
+                        .map(|(addr, sources)| DestPlan {
+                            addr: *addr,
+                            sources: setup::source_subset(sources, plan.workers, i),
+                        })
+                        .collect(),
+                    listeners: per_worker[i].clone(),
+                }
+            })
+            .collect();
+        let region = Region::create(&region_name(std::process::id()), plan.workers)
+            .map_err(StartError::Region)?;
+        install_signal_handlers().map_err(StartError::Signals)?;
+        let tty = io::stdout().is_terminal()
+            && std::env::var("TERM").map(|t| t != "dumb").unwrap_or(false);
+        let workers = plan.workers;
+        let mut sup = Supervisor {
+            plan,
+            shared,
+            worker_plans,
+            _listeners: listeners,
+            region,
+            pids: vec![None; workers],
+            stopping: false,
+            tty,
+        };
+        for i in 0..workers {
+            let pid = sup.spawn(i).map_err(StartError::Fork)?;
+            sup.pids[i] = Some(pid);
+        }
+        Ok(sup)
+    }
+
+    /// Forks worker `i`. The child never returns from here.
+    fn spawn(&mut self, i: usize) -> Result<Pid, nix::Error> {
+        let _ = io::stdout().flush();
+        let _ = io::stderr().flush();
+        let supervisor = nix::unistd::getpid();
+        // SAFETY: the supervisor is single-threaded, so the child may run
+        // arbitrary code after fork.
+        match unsafe { fork() }? {
+            ForkResult::Parent { child } => Ok(child),
+            ForkResult::Child => {
+                self.region.disown();
+                let code = child_main(
+                    supervisor,
+                    &self.region,
+                    &self.worker_plans[i],
+                    &self.shared,
+                );
+                // SAFETY: leave without running the parent's atexit handlers
+                // or flushing buffers inherited from it.
+                unsafe { libc::_exit(code) }
+            }
+        }
+    }
+
+    fn connections(&self) -> u64 {
+        self.plan.opts.connections
+    }
+
+    fn say(&self, line: &str) {
+        if self.tty {
+            eprintln!("\x1b[K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    fn run(&mut self) -> i32 {
+        let start = Instant::now();
+        let duration = self.plan.opts.duration;
+        let mut phase = if self.connections() > 0 {
+            Phase::RampUp
+        } else {
+            self.region.header().steady.store(1, Ordering::Relaxed);
+            Phase::Steady {
+                since: start,
+                base: self.region.snapshot(),
+            }
+        };
+        let mut last_progress = start;
+        let mut last_snap = self.region.snapshot();
+        let (mut rx, mut tx) = (Smoothed::default(), Smoothed::default());
+        let ending = loop {
+            let _ = nix::poll::poll(
+                &mut [],
+                nix::poll::PollTimeout::from(TICK.as_millis() as u16),
+            );
+            let signals = STOP_SIGNALS.load(Ordering::SeqCst);
+            if signals >= 2 {
+                break Ending::Aborted;
+            }
+            if let Some(bad) = self.reap() {
+                break bad;
+            }
+            if signals == 1 {
+                break Ending::Interrupted;
+            }
+            let now = Instant::now();
+            let snap = self.region.snapshot();
+            match phase {
+                Phase::RampUp => {
+                    if snap.gauge(Gauge::OpenOut) >= self.connections() {
+                        self.say(&format!("Ramped up to {} connections.", self.connections()));
+                        self.region.header().steady.store(1, Ordering::Relaxed);
+                        phase = Phase::Steady {
+                            since: now,
+                            base: snap,
+                        };
+                    } else if duration.is_some_and(|d| now - start >= d) {
+                        break Ending::RampUpFailed;
+                    }
+                }
+                Phase::Steady { since, .. } => {
+                    if duration.is_some_and(|d| now - since >= d) {
+                        break Ending::Completed;
+                    }
+                }
+            }
+            if now - last_progress >= PROGRESS_EVERY {
+                let dt = (now - last_progress).as_secs_f64();
+                let d = snap.since(&last_snap);
+                let rx_bps = rx.update(dt, d.get(Counter::BytesRcvd) as f64 * 8.0);
+                let tx_bps = tx.update(dt, d.get(Counter::BytesSent) as f64 * 8.0);
+                if self.tty {
+                    self.show_progress(&phase, &snap, rx_bps, tx_bps, duration);
+                }
+                last_progress = now;
+                last_snap = snap;
+            }
+        };
+        self.finish(ending, start, phase)
+    }
+
+    fn show_progress(
+        &self,
+        phase: &Phase,
+        snap: &Snapshot,
+        rx_bps: f64,
+        tx_bps: f64,
+        duration: Option<Duration>,
+    ) {
+        let line = match phase {
+            Phase::RampUp => report::ramp_line(
+                snap.gauge(Gauge::OpenOut),
+                self.connections(),
+                snap.get(Counter::ConnsInitiated),
+                terminal_columns(),
+            ),
+            Phase::Steady { since, .. } => {
+                let text = report::progress_line(rx_bps, tx_bps, snap);
+                let utf8 = std::env::var("LANG")
+                    .map(|l| l.to_lowercase().contains("utf-8"))
+                    .unwrap_or(false);
+                match duration {
+                    Some(d) if utf8 => {
+                        let frac = since.elapsed().as_secs_f64() / d.as_secs_f64().max(1e-9);
+                        format!("{}  {text}", report::clock_face(frac))
+                    }
+                    _ => text,
+                }
+            }
+        };
+        eprint!("{line}\x1b[K\r");
+    }
+
+    fn finish(&mut self, ending: Ending, start: Instant, phase: Phase) -> i32 {
+        let now = Instant::now();
+        let last = self.region.snapshot();
+        self.stop_workers(ending == Ending::Aborted);
+        if self.tty {
+            eprint!("\x1b[K");
+        }
+        match ending {
+            Ending::Aborted => return 130,
+            Ending::RampUpFailed => {
+                let n = self.connections();
+                let secs = self
+                    .plan
+                    .opts
+                    .duration
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0);
+                self.say(&format!(
+                    "Could not create {n} connection{} in allotted time ({}s)",
+                    if n == 1 { "" } else { "s" },
+                    crate::units::fmt_g(secs)
+                ));
+                return 1;
+            }
+            Ending::WorkerFailed => return 1,
+            Ending::Completed | Ending::Interrupted => {}
+        }
+        if ending == Ending::Interrupted {
+            self.say("Interrupted, finishing up...");
+        }
+        let (since, base) = match phase {
+            Phase::RampUp => (start, Snapshot::default()),
+            Phase::Steady { since, base } => (since, base),
+        };
+        let text = report::summary(&SummaryInput {
+            delta: last.since(&base),
+            duration: (now - since).as_secs_f64(),
+            channels: last.gauge(Gauge::OpenIn) + last.gauge(Gauge::OpenOut),
+            message_rates: false,
+        });
+        print!("{text}");
+        let _ = io::stdout().flush();
+        0
+    }
+
+    /// Reaps exited workers; respawns those killed by a signal into the
+    /// same slot. Returns an ending when a worker failed on its own.
+    fn reap(&mut self) -> Option<Ending> {
+        CHILD_EXITED.store(false, Ordering::SeqCst);
+        loop {
+            let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return None,
+                Ok(s) => s,
+            };
+            let (pid, what, signalled) = match status {
+                WaitStatus::Exited(pid, code) => (pid, format!("exited with status {code}"), false),
+                WaitStatus::Signaled(pid, sig, _) => (pid, format!("was killed by {sig}"), true),
+                _ => continue,
+            };
+            let Some(i) = self.pids.iter().position(|p| *p == Some(pid)) else {
+                continue;
+            };
+            self.pids[i] = None;
+            if self.stopping {
+                continue;
+            }
+            let control = &self.region.slot(i).control;
+            let restarts = control.restarts.load(Ordering::Relaxed);
+            if !signalled {
+                self.say(&format!("Worker {i} (pid {pid}) {what}; stopping the run."));
+                return Some(Ending::WorkerFailed);
+            }
+            self.say(&format!(
+                "Worker {i} (pid {pid}) {what}; restarting it (restart {}).",
+                restarts + 1
+            ));
+            control.restarts.store(restarts + 1, Ordering::Relaxed);
+            match self.spawn(i) {
+                Ok(p) => self.pids[i] = Some(p),
+                Err(e) => {
+                    self.say(&format!("Cannot restart worker {i}: {}", e.desc()));
+                    return Some(Ending::WorkerFailed);
+                }
+            }
+        }
+    }
+
+    fn stop_workers(&mut self, at_once: bool) {
+        self.stopping = true;
+        self.region.header().stop.store(1, Ordering::SeqCst);
+        let deadline = Instant::now() + if at_once { Duration::ZERO } else { STOP_GRACE };
+        loop {
+            self.reap();
+            if self.pids.iter().all(Option::is_none) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for pid in self.pids.iter().flatten() {
+            let _ = signal::kill(*pid, Signal::SIGKILL);
+        }
+        for pid in self.pids.iter_mut() {
+            if let Some(p) = pid.take() {
+                let _ = waitpid(p, None);
+            }
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if self.pids.iter().any(Option::is_some) {
+            self.stop_workers(true);
+        }
+    }
+}
+
+fn install_signal_handlers() -> io::Result<()> {
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // SAFETY: the handler only does an atomic add (async-signal-safe).
+        unsafe {
+            signal_hook::low_level::register(sig, || {
+                STOP_SIGNALS.fetch_add(1, Ordering::SeqCst);
+            })?;
+        }
+    }
+    // SAFETY: as above, an atomic store only.
+    unsafe {
+        signal_hook::low_level::register(signal_hook::consts::SIGCHLD, || {
+            CHILD_EXITED.store(true, Ordering::SeqCst);
+        })?;
+    }
+    Ok(())
+}
+
+/// Worker process set-up after fork, then the worker itself.
+fn child_main(supervisor: Pid, region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
+    // SAFETY: plain signal disposition changes in a single-threaded child.
+    unsafe {
+        // Ctrl-C reaches the whole process group; only the supervisor acts.
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+    }
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if nix::unistd::getppid() != supervisor {
+        return 0;
+    }
+    if let Ok(name) = std::ffi::CString::new(format!("tcpkali-w{}", plan.index)) {
+        let _ = nix::sys::prctl::set_name(&name);
+    }
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        worker::run(region, plan, shared)
+    }))
+    .unwrap_or(70)
+}
+
+fn terminal_columns() -> usize {
+    // SAFETY: TIOCGWINSZ fills a winsize struct.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    for fd in [2, 1] {
+        // SAFETY: valid fd number and out pointer.
+        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_col > 0 {
+            return usize::from(ws.ws_col);
+        }
+    }
+    80
+}

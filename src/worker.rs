@@ -1,0 +1,721 @@
+//! A worker process: one reactor over its share of the connections, writing
+//! its counters into its own slot of the stats region.
+
+use crate::conn::{self, CloseReason, Conn, Direction, Phase, SendPos, Slab};
+use crate::pace::Pacer;
+use crate::payload::Payload;
+use crate::sys::{self, Bracketed, SockOpts};
+use polling::{Event, Events, PollMode, Poller};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+use tcpkali_ipc::{Counter, Counters, Gauge, Region, Slot};
+
+/// Everything every worker does alike (built before fork, then read-only).
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// What outgoing connections send.
+    pub client: Payload,
+    /// What accepted connections send (`--listen-mode=active`), if anything.
+    pub server: Option<Payload>,
+    pub sockopts: SockOpts,
+    pub connect_timeout: Duration,
+    pub lifetime: Option<Duration>,
+    pub delay_send: Duration,
+    pub write_combine: bool,
+    pub verbosity: u8,
+}
+
+/// One destination address and this worker's share of source addresses.
+#[derive(Debug, Clone)]
+pub struct DestPlan {
+    pub addr: SocketAddr,
+    /// Empty: let the kernel choose.
+    pub sources: Vec<SocketAddr>,
+}
+
+/// Worker `index`'s share of the run.
+#[derive(Debug, Clone)]
+pub struct WorkerPlan {
+    pub index: usize,
+    /// Outgoing connections to keep open.
+    pub connections: u64,
+    /// New outgoing connections per second.
+    pub connect_rate: f64,
+    pub destinations: Vec<DestPlan>,
+    /// Listening sockets this worker accepts from.
+    pub listeners: Vec<RawFd>,
+}
+
+const LISTENER_KEY: usize = 1 << 63;
+/// The reactor checks the stop word at least this often.
+const MAX_WAIT: Duration = Duration::from_millis(100);
+/// Reads or writes per connection before others get a turn.
+const IO_BUDGET: u32 = 8;
+const READ_BUFFER: usize = 256 * 1024;
+const ACCEPT_BUDGET: u32 = 256;
+/// A destination whose first attempts all fail is avoided while others work.
+const DEST_FAIL_THRESHOLD: u64 = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    ConnectTimeout,
+    Lifetime,
+    DelaySend,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Timer {
+    at: u64,
+    slot: u32,
+    gen: u32,
+    kind: TimerKind,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct DestStats {
+    attempts: u64,
+    successes: u64,
+    reported: bool,
+}
+
+/// Local mirror of the slot's gauges, published when they change.
+#[derive(Debug, Default)]
+struct Open {
+    out: u64,
+    connecting: u64,
+    inbound: u64,
+}
+
+struct Worker<'a> {
+    plan: &'a WorkerPlan,
+    shared: &'a Shared,
+    slot: &'a Slot,
+    region: &'a Region,
+    poller: Poller,
+    conns: Slab,
+    timers: BinaryHeap<Reverse<Timer>>,
+    again: Vec<(u32, u32)>,
+    epoch: Instant,
+    pacer: Pacer,
+    next_dest: usize,
+    next_source: Vec<usize>,
+    dest_stats: Vec<DestStats>,
+    open: Open,
+    buf: Vec<u8>,
+}
+
+/// Runs worker `plan.index` until the supervisor sets the stop word or the
+/// supervisor dies; returns the process exit status.
+pub fn run(region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
+    let poller = match Poller::new() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("tcpkali-w{}: cannot create poller: {e}", plan.index);
+            return 1;
+        }
+    };
+    let slot = region.slot(plan.index);
+    slot.gauges.set(Gauge::Pid, u64::from(std::process::id()));
+    for g in [Gauge::OpenOut, Gauge::ConnectingOut, Gauge::OpenIn] {
+        slot.gauges.set(g, 0);
+    }
+    let mut w = Worker {
+        plan,
+        shared,
+        slot,
+        region,
+        poller,
+        conns: Slab::default(),
+        timers: BinaryHeap::new(),
+        again: Vec::new(),
+        epoch: Instant::now(),
+        pacer: Pacer::new(plan.connect_rate, 0, plan.connect_rate.max(1.0)),
+        next_dest: 0,
+        next_source: vec![0; plan.destinations.len()],
+        dest_stats: vec![DestStats::default(); plan.destinations.len()],
+        open: Open::default(),
+        buf: vec![0u8; READ_BUFFER],
+    };
+    for (i, &fd) in plan.listeners.iter().enumerate() {
+        // SAFETY: the listener stays open for the worker's whole life (the
+        // supervisor owns it) and is never closed while registered.
+        if let Err(e) = unsafe {
+            w.poller
+                .add_with_mode(fd, Event::readable(LISTENER_KEY | i), PollMode::Level)
+        } {
+            eprintln!("tcpkali-w{}: cannot watch listener: {e}", plan.index);
+            return 1;
+        }
+    }
+    w.run_loop()
+}
+
+impl Worker<'_> {
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.slot.counters
+    }
+
+    fn run_loop(&mut self) -> i32 {
+        let mut events =
+            Events::with_capacity(NonZeroUsize::new(4096).unwrap_or(NonZeroUsize::MIN));
+        let mut heartbeat = 0u64;
+        loop {
+            if self.region.header().stop.load(Relaxed) != 0 {
+                return 0;
+            }
+            let now = self.now();
+            self.open_connections(now);
+            self.run_timers(now);
+            self.service_again(now);
+            let timeout = self.wait_timeout(self.now());
+            events.clear();
+            if let Err(e) = self.poller.wait(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    eprintln!("tcpkali-w{}: poll failed: {e}", self.plan.index);
+                    return 1;
+                }
+            }
+            let now = self.now();
+            for ev in events.iter() {
+                if ev.key & LISTENER_KEY != 0 {
+                    self.accept_from(ev.key & !LISTENER_KEY, now);
+                } else {
+                    let (slot, gen) = conn::unkey(ev.key);
+                    self.on_event(slot, gen, ev, now);
+                }
+            }
+            heartbeat += 1;
+            self.slot.gauges.set(Gauge::Heartbeat, heartbeat);
+        }
+    }
+
+    /// How long the next wait may last: until the next timer or allowed
+    /// connect, at most [`MAX_WAIT`], zero when work is pending.
+    fn wait_timeout(&self, now: u64) -> Duration {
+        if !self.again.is_empty() {
+            return Duration::ZERO;
+        }
+        let mut until = now + MAX_WAIT.as_nanos() as u64;
+        if let Some(Reverse(t)) = self.timers.peek() {
+            until = until.min(t.at);
+        }
+        if self.deficit() > 0 && !self.plan.destinations.is_empty() {
+            until = until.min(self.pacer.next_at());
+        }
+        Duration::from_nanos(until.saturating_sub(now))
+    }
+
+    fn publish_gauges(&self) {
+        let g = &self.slot.gauges;
+        g.set(Gauge::OpenOut, self.open.out);
+        g.set(Gauge::ConnectingOut, self.open.connecting);
+        g.set(Gauge::OpenIn, self.open.inbound);
+    }
+
+    fn deficit(&self) -> u64 {
+        self.plan
+            .connections
+            .saturating_sub(self.open.out + self.open.connecting)
+    }
+
+    fn add_timer(&mut self, at: u64, slot: u32, gen: u32, kind: TimerKind) {
+        self.timers.push(Reverse(Timer {
+            at,
+            slot,
+            gen,
+            kind,
+        }));
+    }
+
+    // ---- outgoing connections ----
+
+    fn open_connections(&mut self, now: u64) {
+        let deficit = self.deficit();
+        if deficit == 0 || self.plan.destinations.is_empty() {
+            return;
+        }
+        let n = self.pacer.allowance(now).min(deficit);
+        for _ in 0..n {
+            self.pacer.take(1);
+            self.connect_one(now);
+        }
+    }
+
+    fn pick_destination(&mut self) -> usize {
+        let count = self.plan.destinations.len();
+        let failing = |s: &DestStats| s.attempts > DEST_FAIL_THRESHOLD && s.successes == 0;
+        let all_failing = self.dest_stats.iter().all(failing);
+        for _ in 0..count {
+            let d = (self.next_dest + self.plan.index) % count;
+            self.next_dest = (self.next_dest + 1) % count;
+            if all_failing || !failing(&self.dest_stats[d]) {
+                return d;
+            }
+        }
+        self.next_dest % count
+    }
+
+    fn connect_one(&mut self, now: u64) {
+        let d = self.pick_destination();
+        let dest = &self.plan.destinations[d];
+        let source = if dest.sources.is_empty() {
+            None
+        } else {
+            let i = self.next_source[d] % dest.sources.len();
+            self.next_source[d] = i + 1;
+            Some(dest.sources[i])
+        };
+        let addr = dest.addr;
+        self.counters().add(Counter::ConnsInitiated, 1);
+        self.dest_stats[d].attempts += 1;
+        let (fd, connected) =
+            match sys::start_connect(&addr, source.as_ref(), &self.shared.sockopts) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.counters().add(Counter::ConnsFailed, 1);
+                    if self.shared.verbosity >= 1 && !self.dest_stats[d].reported {
+                        self.dest_stats[d].reported = true;
+                        eprintln!(
+                            "Connection to {} is not done: {}",
+                            Bracketed(addr),
+                            sys::strerror(e)
+                        );
+                    }
+                    return;
+                }
+            };
+        let (slot, gen) = self.conns.vacant();
+        // SAFETY: the fd is owned by the connection and deleted from the
+        // poller before it is closed (see `close`).
+        if let Err(e) = unsafe {
+            self.poller.add_with_mode(
+                fd.as_raw_fd(),
+                Event::all(conn::key(slot, gen)),
+                PollMode::Edge,
+            )
+        } {
+            eprintln!("tcpkali-w{}: cannot watch socket: {e}", self.plan.index);
+            self.counters().add(Counter::ConnsFailed, 1);
+            return;
+        }
+        self.conns.insert(
+            slot,
+            Conn {
+                fd,
+                gen,
+                dir: Direction::Out { dest: d as u32 },
+                phase: Phase::Connecting,
+                created: now,
+                pos: SendPos::default(),
+                readable: false,
+                writable: false,
+                queued: false,
+            },
+        );
+        self.open.connecting += 1;
+        if connected {
+            self.established(slot, gen, now);
+        } else {
+            let at = now + self.shared.connect_timeout.as_nanos() as u64;
+            self.add_timer(at, slot, gen, TimerKind::ConnectTimeout);
+            self.publish_gauges();
+        }
+    }
+
+    fn established(&mut self, slot: u32, gen: u32, now: u64) {
+        let verbose = self.shared.verbosity >= 2;
+        let Some(c) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        c.phase = Phase::Open;
+        c.writable = true;
+        let fd = c.fd.as_raw_fd();
+        let dest = match c.dir {
+            Direction::Out { dest } => dest as usize,
+            Direction::In => 0,
+        };
+        self.open.connecting -= 1;
+        self.open.out += 1;
+        self.publish_gauges();
+        self.counters().add(Counter::ConnsEstablished, 1);
+        self.dest_stats[dest].successes += 1;
+        if verbose {
+            if let Some((local, peer)) = sys::endpoints(fd) {
+                eprintln!(
+                    "Connection {} -> {} opened as {fd}",
+                    Bracketed(local),
+                    Bracketed(peer)
+                );
+            }
+        }
+        self.after_open(slot, gen, now);
+    }
+
+    /// Lifetime and send-delay bookkeeping common to both directions.
+    fn after_open(&mut self, slot: u32, gen: u32, now: u64) {
+        if let Some(life) = self.shared.lifetime {
+            if life.is_zero() {
+                self.close(slot, gen, CloseReason::Lifetime);
+                return;
+            }
+            self.add_timer(now + life.as_nanos() as u64, slot, gen, TimerKind::Lifetime);
+        }
+        let Some(c) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        let send_at = c.created + self.shared.delay_send.as_nanos() as u64;
+        if send_at > now {
+            self.add_timer(send_at, slot, gen, TimerKind::DelaySend);
+        }
+        self.service(slot, gen, now);
+    }
+
+    // ---- accepted connections ----
+
+    fn accept_from(&mut self, index: usize, now: u64) {
+        let Some(&lfd) = self.plan.listeners.get(index) else {
+            return;
+        };
+        for _ in 0..ACCEPT_BUDGET {
+            let fd = match sys::accept(lfd) {
+                Ok(Some(fd)) => fd,
+                Ok(None) => return,
+                Err(nix::Error::EINTR) | Err(nix::Error::ECONNABORTED) => continue,
+                Err(e) => {
+                    if self.shared.verbosity >= 2 {
+                        eprintln!("Accept failed: {}", sys::strerror(e));
+                    }
+                    return;
+                }
+            };
+            // Options are inherited from the listener, except TCP_NODELAY
+            // on older kernels: apply them all again, it is cheap.
+            let _ = self.shared.sockopts.apply(&fd);
+            self.counters().add(Counter::ConnsAccepted, 1);
+            let (slot, gen) = self.conns.vacant();
+            // SAFETY: as in `connect_one`.
+            if unsafe {
+                self.poller.add_with_mode(
+                    fd.as_raw_fd(),
+                    Event::all(conn::key(slot, gen)),
+                    PollMode::Edge,
+                )
+            }
+            .is_err()
+            {
+                continue;
+            }
+            self.conns.insert(
+                slot,
+                Conn {
+                    fd,
+                    gen,
+                    dir: Direction::In,
+                    phase: Phase::Open,
+                    created: now,
+                    pos: SendPos::default(),
+                    readable: true,
+                    writable: true,
+                    queued: false,
+                },
+            );
+            self.open.inbound += 1;
+            self.publish_gauges();
+            self.after_open(slot, gen, now);
+        }
+    }
+
+    // ---- events, timers, I/O ----
+
+    fn on_event(&mut self, slot: u32, gen: u32, ev: Event, now: u64) {
+        let Some(c) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        let failed = ev.is_err() == Some(true);
+        c.readable |= ev.readable || failed;
+        c.writable |= ev.writable || failed;
+        if c.phase == Phase::Connecting {
+            if !(ev.writable || failed) {
+                return;
+            }
+            match sys::take_error(c.fd.as_raw_fd()) {
+                None => self.established(slot, gen, now),
+                Some(e) => self.close(slot, gen, CloseReason::ConnectFailed(e)),
+            }
+            return;
+        }
+        self.service(slot, gen, now);
+    }
+
+    fn run_timers(&mut self, now: u64) {
+        while let Some(Reverse(t)) = self.timers.peek().copied() {
+            if t.at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(c) = self.conns.get_mut(t.slot, t.gen) else {
+                continue;
+            };
+            match t.kind {
+                TimerKind::ConnectTimeout if c.phase == Phase::Connecting => {
+                    self.close(t.slot, t.gen, CloseReason::ConnectTimeout)
+                }
+                TimerKind::ConnectTimeout => {}
+                TimerKind::Lifetime => self.close(t.slot, t.gen, CloseReason::Lifetime),
+                TimerKind::DelaySend => self.service(t.slot, t.gen, now),
+            }
+        }
+    }
+
+    fn service_again(&mut self, now: u64) {
+        if self.again.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.again);
+        for &(slot, gen) in &pending {
+            if let Some(c) = self.conns.get_mut(slot, gen) {
+                c.queued = false;
+                self.service(slot, gen, now);
+            }
+        }
+        // Keep the allocation for the next round.
+        let mut pending = pending;
+        pending.clear();
+        if self.again.is_empty() {
+            self.again = pending;
+        }
+    }
+
+    fn payload(&self, dir: Direction) -> Option<&Payload> {
+        match dir {
+            Direction::Out { .. } => Some(&self.shared.client),
+            Direction::In => self.shared.server.as_ref(),
+        }
+    }
+
+    /// Reads and writes what readiness allows, within a budget; re-queues
+    /// the connection if it is still ready afterwards.
+    fn service(&mut self, slot: u32, gen: u32, now: u64) {
+        let outcome = self.read_some(slot, gen).and_then(|more_read| {
+            let more_write = self.write_some(slot, gen, now)?;
+            Ok(more_read || more_write)
+        });
+        match outcome {
+            Ok(true) => {
+                if let Some(c) = self.conns.get_mut(slot, gen) {
+                    if !c.queued {
+                        c.queued = true;
+                        self.again.push((slot, gen));
+                    }
+                }
+            }
+            Ok(false) => {}
+            Err(reason) => self.close(slot, gen, reason),
+        }
+    }
+
+    /// Ok(true): budget ran out with data possibly left.
+    fn read_some(&mut self, slot: u32, gen: u32) -> Result<bool, CloseReason> {
+        let Some(c) = self.conns.get_mut(slot, gen) else {
+            return Ok(false);
+        };
+        if !c.readable || c.phase != Phase::Open {
+            return Ok(false);
+        }
+        let fd = c.fd.as_raw_fd();
+        let mut total = 0u64;
+        let mut reads = 0u64;
+        let mut result = Ok(true);
+        for _ in 0..IO_BUDGET {
+            match sys::recv(fd, &mut self.buf) {
+                Ok(0) => {
+                    result = Err(CloseReason::PeerClosed);
+                    break;
+                }
+                Ok(n) => {
+                    total += n as u64;
+                    reads += 1;
+                    if n < self.buf.len() {
+                        // Drained: a new edge will announce more data.
+                        result = Ok(false);
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    result = Ok(false);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    result = Err(CloseReason::ReadError(errno_of(&e)));
+                    break;
+                }
+            }
+        }
+        if reads > 0 {
+            self.counters().add(Counter::BytesRcvd, total);
+            self.counters().add(Counter::Reads, reads);
+        }
+        if let Ok(false) = result {
+            if let Some(c) = self.conns.get_mut(slot, gen) {
+                c.readable = false;
+            }
+        }
+        result
+    }
+
+    /// Ok(true): budget ran out with the socket still writable.
+    fn write_some(&mut self, slot: u32, gen: u32, now: u64) -> Result<bool, CloseReason> {
+        let delay = self.shared.delay_send.as_nanos() as u64;
+        let combine = self.shared.write_combine;
+        let Some(c) = self.conns.get_mut(slot, gen) else {
+            return Ok(false);
+        };
+        if !c.writable || c.phase != Phase::Open || now < c.created + delay {
+            return Ok(false);
+        }
+        let (fd, dir, mut pos) = (c.fd.as_raw_fd(), c.dir, c.pos);
+        let Some(payload) = self.payload(dir) else {
+            return Ok(false);
+        };
+        let once = payload.once();
+        let mut sent = 0u64;
+        let mut writes = 0u64;
+        let mut msgs = 0u64;
+        let mut result = Ok(true);
+        for _ in 0..IO_BUDGET {
+            let head = &once[pos.once_sent..];
+            let body: &[u8] = if payload.msg_len() == 0 || (!combine && !head.is_empty()) {
+                &[]
+            } else {
+                payload.body_from(pos.cycle_off, !combine)
+            };
+            if head.is_empty() && body.is_empty() {
+                result = Ok(false);
+                break;
+            }
+            let wanted = head.len() + body.len();
+            let r = if head.is_empty() {
+                sys::send(fd, body)
+            } else if body.is_empty() {
+                sys::send(fd, head)
+            } else {
+                sys::send2(fd, head, body)
+            };
+            match r {
+                Ok(n) => {
+                    sent += n as u64;
+                    writes += 1;
+                    let from_head = n.min(head.len());
+                    pos.once_sent += from_head;
+                    if n > from_head {
+                        let (off, done) = payload.advance(pos.cycle_off, n - from_head);
+                        pos.cycle_off = off;
+                        msgs += done;
+                    }
+                    if n < wanted {
+                        // The socket buffer is full: wait for the next edge.
+                        result = Ok(false);
+                        if let Some(c) = self.conns.get_mut(slot, gen) {
+                            c.writable = false;
+                        }
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    result = Ok(false);
+                    if let Some(c) = self.conns.get_mut(slot, gen) {
+                        c.writable = false;
+                    }
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    result = Err(CloseReason::WriteError(errno_of(&e)));
+                    break;
+                }
+            }
+        }
+        if writes > 0 {
+            let counters = &self.slot.counters;
+            counters.add(Counter::BytesSent, sent);
+            counters.add(Counter::Writes, writes);
+            if msgs > 0 {
+                counters.add(Counter::MsgsSent, msgs);
+            }
+        }
+        if let Some(c) = self.conns.get_mut(slot, gen) {
+            c.pos = pos;
+        }
+        result
+    }
+
+    fn close(&mut self, slot: u32, gen: u32, reason: CloseReason) {
+        if self.conns.get_mut(slot, gen).is_none() {
+            return;
+        }
+        let Some(c) = self.conns.remove(slot) else {
+            return;
+        };
+        // SAFETY: the descriptor is still open (owned by `c`).
+        let _ = self
+            .poller
+            .delete(unsafe { BorrowedFd::borrow_raw(c.fd.as_raw_fd()) });
+        let peer = match c.dir {
+            Direction::Out { dest } => self.plan.destinations.get(dest as usize).map(|d| d.addr),
+            Direction::In => sys::endpoints(c.fd.as_raw_fd()).map(|(_, p)| p),
+        };
+        match (c.dir, c.phase) {
+            (Direction::Out { .. }, Phase::Connecting) => {
+                self.open.connecting -= 1;
+                self.counters().add(Counter::ConnsFailed, 1);
+                if reason == CloseReason::ConnectTimeout {
+                    self.counters().add(Counter::ConnsTimedOut, 1);
+                }
+            }
+            (Direction::Out { .. }, Phase::Open) => {
+                self.open.out -= 1;
+                self.counters().add(Counter::ConnsClosed, 1);
+            }
+            (Direction::In, _) => {
+                self.open.inbound -= 1;
+                self.counters().add(Counter::ConnsClosed, 1);
+            }
+        }
+        self.publish_gauges();
+        self.report_close(reason, peer);
+        drop(c);
+    }
+
+    fn report_close(&self, reason: CloseReason, peer: Option<SocketAddr>) {
+        let v = self.shared.verbosity;
+        let Some(peer) = peer.map(Bracketed) else {
+            return;
+        };
+        match reason {
+            CloseReason::ConnectFailed(e) | CloseReason::ReadError(e) if v >= 1 => {
+                eprintln!("Closing {peer}: {}", sys::strerror(e))
+            }
+            CloseReason::ConnectTimeout if v >= 1 => {
+                eprintln!("Connection to {peer} is being closed: Connection timed out")
+            }
+            CloseReason::WriteError(_) if v >= 1 => eprintln!("Connection reset by {peer}"),
+            CloseReason::PeerClosed if v >= 2 => eprintln!("Connection half-closed by {peer}"),
+            _ => {}
+        }
+    }
+}
+
+fn errno_of(e: &io::Error) -> nix::Error {
+    nix::Error::from_raw(e.raw_os_error().unwrap_or(0))
+}
