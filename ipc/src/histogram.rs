@@ -174,7 +174,11 @@ mod tests {
         layout.add_into(&buckets, &mut rebuilt);
         assert_eq!(rebuilt.len(), direct.len());
         for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
-            assert_eq!(rebuilt.value_at_quantile(q), direct.value_at_quantile(q), "q={q}");
+            assert_eq!(
+                rebuilt.value_at_quantile(q),
+                direct.value_at_quantile(q),
+                "q={q}"
+            );
         }
     }
 }

@@ -18,7 +18,7 @@ mod histogram;
 mod region;
 
 pub use histogram::{BucketLayout, HIST_BUCKETS, HIST_HIGH_US, HIST_LOW_US, HIST_SIGFIG};
-pub use region::{remove_stale_regions, region_name, Region, RegionError};
+pub use region::{region_name, remove_stale_regions, Region, RegionError};
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 

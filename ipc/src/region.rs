@@ -89,7 +89,8 @@ impl Region {
         let h = region.header();
         h.version.store(LAYOUT_VERSION, Relaxed);
         h.workers.store(workers as u64, Relaxed);
-        h.supervisor_pid.store(u64::from(std::process::id()), Relaxed);
+        h.supervisor_pid
+            .store(u64::from(std::process::id()), Relaxed);
         h.next_uid.store(1, Relaxed);
         // The magic goes last so a monitor never sees a half-made header.
         h.magic.store(MAGIC, std::sync::atomic::Ordering::Release);
@@ -263,7 +264,11 @@ mod tests {
     #[test]
     fn a_foreign_object_is_refused() {
         let name = format!("/tcpkali-test-foreign.{}", std::process::id());
-        let _other = ShmemConf::new().size(4096).os_id(&name).create().expect("create");
+        let _other = ShmemConf::new()
+            .size(4096)
+            .os_id(&name)
+            .create()
+            .expect("create");
         match Region::open(&name) {
             Err(RegionError::NotARegion(_)) => {}
             other => panic!("expected NotARegion, got {other:?}"),
