@@ -11,14 +11,13 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use std::io::{self, IsTerminal, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tcpkali_ipc::{region_name, remove_stale_regions, Counter, Gauge, Region, Snapshot};
 
 /// SIGINT/SIGTERM deliveries: the first ends the run gracefully, the second
 /// at once.
 static STOP_SIGNALS: AtomicUsize = AtomicUsize::new(0);
-static CHILD_EXITED: AtomicBool = AtomicBool::new(false);
 
 const TICK: Duration = Duration::from_millis(100);
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
@@ -436,7 +435,6 @@ impl Supervisor {
     /// Reaps exited workers; respawns those killed by a signal into the
     /// same slot. Returns an ending when a worker failed on its own.
     fn reap(&mut self) -> Option<Ending> {
-        CHILD_EXITED.store(false, Ordering::SeqCst);
         loop {
             let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(_) => return None,
@@ -517,11 +515,11 @@ fn install_signal_handlers() -> io::Result<()> {
             })?;
         }
     }
-    // SAFETY: as above, an atomic store only.
+    // A handler (doing nothing) makes a worker's death interrupt the
+    // supervisor's tick at once; the tick then reaps.
+    // SAFETY: an empty handler is async-signal-safe.
     unsafe {
-        signal_hook::low_level::register(signal_hook::consts::SIGCHLD, || {
-            CHILD_EXITED.store(true, Ordering::SeqCst);
-        })?;
+        signal_hook::low_level::register(signal_hook::consts::SIGCHLD, || {})?;
     }
     Ok(())
 }

@@ -1,0 +1,180 @@
+//! Connection management seen from the server side: exactly -c connections,
+//! --channel-lifetime recycling, --connect-timeout, --delay-send, and
+//! --write-combine=off (spec §5.3, §5.4, §6.2, §6.7).
+
+mod common;
+
+use common::{run, summary_of, SinkServer};
+use std::io::Read;
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+#[test]
+fn exactly_the_requested_number_of_connections_is_opened() {
+    let sink = SinkServer::start();
+    let addr = sink.addr();
+    let run = run(
+        &["-c", "7", "--connect-rate", "1000", &addr, "-T1s"],
+        Duration::from_secs(6),
+    );
+    let conns = sink.stop();
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(conns.len(), 7, "the server saw {} connections", conns.len());
+}
+
+#[test]
+fn channel_lifetime_closes_and_replaces_connections() {
+    let sink = SinkServer::start();
+    let addr = sink.addr();
+    let run = run(
+        &[
+            "-c",
+            "2",
+            "--channel-lifetime",
+            "0.2s",
+            "--connect-rate",
+            "100",
+            &addr,
+            "-T1.5s",
+        ],
+        Duration::from_secs(6),
+    );
+    let conns = sink.stop();
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    // 2 connections renewed every 0.2 s for 1.5 s: about 16; at least 6
+    // proves they are recycled, at most 40 proves they are paced.
+    assert!(
+        (6..=40).contains(&conns.len()),
+        "the server saw {} connections",
+        conns.len()
+    );
+}
+
+/// A listener whose accept queue is full: further handshakes never finish.
+fn full_backlog_listener() -> TcpListener {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    // SAFETY: listen on a valid socket; backlog 0 leaves room for one
+    // queued connection, and nobody ever accepts.
+    let rc = unsafe { libc::listen(l.as_raw_fd(), 0) };
+    assert_eq!(rc, 0, "listen(0)");
+    l
+}
+
+#[test]
+fn connect_timeout_abandons_handshakes_that_hang() {
+    let l = full_backlog_listener();
+    let addr = format!("127.0.0.1:{}", l.local_addr().expect("addr").port());
+    let started = Instant::now();
+    let run = run(
+        &["-c", "4", "--connect-timeout", "0.2s", "-v", &addr, "-T1s"],
+        Duration::from_secs(6),
+    );
+    assert_eq!(
+        run.code(),
+        Some(1),
+        "ramp-up cannot finish: {}",
+        run.describe()
+    );
+    assert!(
+        run.stderr.contains("is being closed: Connection timed out"),
+        "no timeout reported: {}",
+        run.describe()
+    );
+    assert!(
+        run.stderr
+            .contains("Could not create 4 connections in allotted time (1s)"),
+        "{}",
+        run.describe()
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
+    drop(l);
+}
+
+#[test]
+fn delay_send_holds_back_the_first_byte() {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = format!("127.0.0.1:{}", l.local_addr().expect("addr").port());
+    let child = common::Running::start(&[
+        "-c",
+        "1",
+        "--delay-send",
+        "0.5s",
+        "-m",
+        "x",
+        &addr,
+        "-T1.5s",
+    ]);
+    let (mut stream, _) = l.accept().expect("accept");
+    let accepted = Instant::now();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let mut byte = [0u8; 1];
+    stream.read_exact(&mut byte).expect("first byte");
+    let waited = accepted.elapsed();
+    let done = child.finish(Duration::from_secs(6));
+    assert_eq!(byte[0], b'x');
+    assert!(
+        waited >= Duration::from_millis(400),
+        "first byte after {waited:?}"
+    );
+    assert_eq!(done.code(), Some(0), "{}", done.describe());
+}
+
+#[test]
+fn write_combine_off_writes_one_message_at_a_time() {
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let run = run(
+        &[
+            "-l",
+            &listen,
+            "--write-combine=off",
+            "-m",
+            "hello",
+            "-c1",
+            "-w1",
+            &listen,
+            "-T1s",
+        ],
+        Duration::from_secs(6),
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert!(
+        run.stderr
+            .contains("NOTE: --write-combine=off presumes --nagle=off."),
+        "{}",
+        run.describe()
+    );
+    let s = summary_of(&run);
+    let bytes_per_write = s.sent as f64 / (s.packets_up * s.duration);
+    assert!(
+        (bytes_per_write - 5.0).abs() < 0.5,
+        "{bytes_per_write} bytes per write"
+    );
+    assert_eq!(s.mss_per_op_up, 1);
+}
+
+#[test]
+fn options_not_built_yet_are_refused_not_ignored() {
+    for args in [
+        &["-r", "5"][..],
+        &["--ws"],
+        &["--latency-connect"],
+        &["-d"],
+        &["--statsd"],
+        &["--channel-bandwidth-upstream", "1Mbps"],
+        &["-m", "\\{connection.uid}"],
+    ] {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["127.0.0.1:1", "-T1s"]);
+        let run = run(&all, Duration::from_secs(5));
+        assert_eq!(run.code(), Some(64), "{}", run.describe());
+        assert!(
+            run.stderr.contains("not supported yet"),
+            "{}",
+            run.describe()
+        );
+    }
+}
