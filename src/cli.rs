@@ -315,8 +315,8 @@ static FLAGS: &[Flag] = &[
     flag(Id::ConnectRate, &["connect-rate"], None, Req("<Rate>"), TestRun, "New connections per second").default("100").common(),
     flag(Id::ConnectTimeout, &["connect-timeout"], None, Req("<Time>"), TestRun, "Give up on a connection attempt after this long").default("1s"),
     flag(Id::ChannelLifetime, &["channel-lifetime"], None, Req("<Time>"), TestRun, "Close each connection after this long").default("until the end"),
-    flag(Id::BandwidthUp, &["channel-bandwidth-upstream"], None, Req("<Bandwidth>"), TestRun, "Send limit per connection").default("unlimited").unsupported(),
-    flag(Id::BandwidthDown, &["channel-bandwidth-downstream"], None, Req("<Bandwidth>"), TestRun, "Receive limit per connection").default("unlimited").unsupported(),
+    flag(Id::BandwidthUp, &["channel-bandwidth-upstream"], None, Req("<Bandwidth>"), TestRun, "Send limit per connection").default("unlimited"),
+    flag(Id::BandwidthDown, &["channel-bandwidth-downstream"], None, Req("<Bandwidth>"), TestRun, "Receive limit per connection").default("unlimited"),
     flag(Id::ListenPort, &["listen-port"], Some(b'l'), Req("[<host>:]<port>"), TestRun, "Accept connections on this port").common(),
     flag(Id::ListenMode, &["listen-mode"], None, Req("silent|active"), TestRun, "active: also send messages to accepted clients").default("silent"),
     flag(Id::Duration, &["duration"], Some(b'T'), Req("<Time>"), TestRun, "Test duration after ramp-up; inf or -1: until interrupted").default("10s").common(),
@@ -327,7 +327,7 @@ static FLAGS: &[Flag] = &[
     flag(Id::FirstMessageFile, &["first-message-file"], None, Req("<filename>"), Content, "Like --first-message, with the file's contents"),
     flag(Id::Message, &["message"], Some(b'm'), Req("<string>"), Content, "Message to send repeatedly (repeatable)").common(),
     flag(Id::MessageFile, &["message-file"], Some(b'f'), Req("<filename>"), Content, "Like --message, with the file's contents").common(),
-    flag(Id::MessageRate, &["message-rate"], Some(b'r'), Req("<Rate>|@<Latency>"), Content, "Messages per second per connection, or @latency target").default("unlimited").common().unsupported(),
+    flag(Id::MessageRate, &["message-rate"], Some(b'r'), Req("<Rate>|@<Latency>"), Content, "Messages per second per connection, or @latency target").default("unlimited").common(),
     flag(Id::MessageStop, &["message-stop"], None, Req("<string>"), Content, "Stop when this string is received").unsupported(),
     // Latency
     flag(Id::LatencyConnect, &["latency-connect"], None, Switch, Latency, "Measure TCP connect latency").unsupported(),
@@ -961,14 +961,18 @@ impl State {
                 }
             }
             Id::BandwidthUp => {
-                if v.unit(units::parse_bandwidth)? <= 0.0 {
+                let bw = v.unit(units::parse_bandwidth)?;
+                if bw.is_nan() || bw <= 0.0 {
                     return Err(v.invalid("expected a bandwidth > 0"));
                 }
+                o.bandwidth_up = Some(bw);
             }
             Id::BandwidthDown => {
-                if v.unit(units::parse_bandwidth)? < 0.0 {
+                let bw = v.unit(units::parse_bandwidth)?;
+                if bw.is_nan() || bw < 0.0 {
                     return Err(v.invalid("expected a bandwidth >= 0"));
                 }
+                o.bandwidth_down = Some(bw);
             }
             Id::MessageRate => {
                 if let Some(latency) = v.raw.strip_prefix(b"@") {
@@ -978,8 +982,15 @@ impl State {
                     if secs <= 0.0 {
                         return Err(v.invalid("expected @<Latency> with a latency > 0"));
                     }
-                } else if v.unit(units::parse_count)? <= 0.0 {
-                    return Err(v.invalid("expected a rate > 0"));
+                    if self.unsupported.is_none() {
+                        self.unsupported = Some("--message-rate @<Latency>".to_string());
+                    }
+                } else {
+                    let rate = v.unit(units::parse_count)?;
+                    if rate.is_nan() || rate <= 0.0 {
+                        return Err(v.invalid("expected a rate > 0"));
+                    }
+                    o.message_rate = Some(rate);
                 }
             }
             Id::MessageStop | Id::LatencyMarker => {
@@ -1039,6 +1050,20 @@ fn validate(opts: &mut Options, notes: &mut Vec<String>) -> Result<(), CliError>
             ),
             Some(false) => {}
         }
+    }
+    if opts.message_rate.is_some() && opts.bandwidth_up.is_some() {
+        return Err(CliError::Usage(
+            "--message-rate and --channel-bandwidth-upstream both limit sending: give one of them"
+                .to_string(),
+        ));
+    }
+    if opts.message_rate.is_some() && opts.message().is_empty() {
+        return Err(CliError::Usage(if opts.messages.is_empty() {
+            "--message-rate parameter makes no sense without --message or --message-file"
+                .to_string()
+        } else {
+            "--message-rate: the --message data is empty, nothing to pace".to_string()
+        }));
     }
     if opts.destinations.is_empty() {
         if opts.listen.is_none() {
@@ -1716,14 +1741,42 @@ mod tests {
     }
 
     #[test]
+    fn rates_and_bandwidths_are_parsed_with_units() {
+        let o = opts(&["-r", "2.5k", "-m", "x", "h:1"]);
+        assert_eq!(o.message_rate, Some(2500.0));
+        let o = opts(&[
+            "--channel-bandwidth-upstream=100kbps",
+            "--channel-bandwidth-downstream",
+            "2MBps",
+            "h:1",
+        ]);
+        assert_eq!(o.bandwidth_up, Some(12_500.0));
+        assert_eq!(o.bandwidth_down, Some(2_000_000.0));
+        assert_eq!(
+            opts(&["--channel-bandwidth-downstream=0", "h:1"]).bandwidth_down,
+            Some(0.0)
+        );
+    }
+
+    #[test]
+    fn rate_needs_a_message_and_excludes_upstream_bandwidth() {
+        assert!(err_text(&["-r", "5", "h:1"]).contains("makes no sense without --message"));
+        assert!(err_text(&[
+            "-r",
+            "5",
+            "-m",
+            "x",
+            "--channel-bandwidth-upstream=1kBps",
+            "h:1"
+        ])
+        .contains("--channel-bandwidth-upstream"));
+    }
+
+    #[test]
     fn unsupported_options() {
         assert_eq!(
-            err_text(&["-r", "5", "h:1"]),
-            "--message-rate: not supported yet"
-        );
-        assert_eq!(
             err_text(&["-r", "@5ms", "h:1"]),
-            "--message-rate: not supported yet"
+            "--message-rate @<Latency>: not supported yet"
         );
         assert_eq!(
             err_text(&["-r", "1q", "h:1"]),
@@ -1773,8 +1826,6 @@ mod tests {
             &["--ssl-cert=c"],
             &["--ssl-key=k"],
             &["-H", "X: y"],
-            &["--channel-bandwidth-upstream=10Mbps"],
-            &["--channel-bandwidth-downstream=0"],
             &["--message-stop=x"],
             &["--latency-connect"],
             &["--latency-first-byte"],

@@ -64,6 +64,13 @@ pub struct Options {
     pub sndbuf: Option<usize>,
     pub rcvbuf: Option<usize>,
     pub write_combine: bool,
+    /// `-r`: messages per second on each connection.
+    pub message_rate: Option<f64>,
+    /// `--channel-bandwidth-upstream`, bytes per second per connection.
+    pub bandwidth_up: Option<f64>,
+    /// `--channel-bandwidth-downstream`, bytes per second per connection
+    /// (0: never read).
+    pub bandwidth_down: Option<f64>,
     /// `-1`, `--first-message-file`, in order.
     pub first_messages: Vec<Snippet>,
     /// `-m`, `-f`, in order; concatenated they form one message.
@@ -89,6 +96,9 @@ impl Default for Options {
             sndbuf: None,
             rcvbuf: None,
             write_combine: true,
+            message_rate: None,
+            bandwidth_up: None,
+            bandwidth_down: None,
             first_messages: Vec::new(),
             messages: Vec::new(),
         }

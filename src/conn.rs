@@ -1,6 +1,7 @@
 //! One connection's state: where it is in its life, what it has sent, and
 //! what the reactor last learned about its readiness.
 
+use crate::pace::Schedule;
 use std::os::fd::OwnedFd;
 
 /// Which side opened the connection.
@@ -62,6 +63,37 @@ pub struct Conn {
     pub writable: bool,
     /// Sits in the worker's "still ready" list.
     pub queued: bool,
+    /// Send schedule (`-r`, `--channel-bandwidth-upstream`).
+    pub send_sched: Schedule,
+    /// Bytes the send schedule granted that a full socket held back.
+    pub credit: usize,
+    /// Receive schedule (`--channel-bandwidth-downstream`).
+    pub recv_sched: Schedule,
+    /// Time of the armed send and read pacing timers (0: none).
+    pub send_timer: u64,
+    pub recv_timer: u64,
+}
+
+impl Conn {
+    /// A connection just created or accepted at `now`.
+    pub fn new(fd: OwnedFd, gen: u32, dir: Direction, phase: Phase, now: u64) -> Conn {
+        Conn {
+            fd,
+            gen,
+            dir,
+            phase,
+            created: now,
+            pos: SendPos::default(),
+            readable: false,
+            writable: false,
+            queued: false,
+            send_sched: Schedule::default(),
+            credit: 0,
+            recv_sched: Schedule::default(),
+            send_timer: 0,
+            recv_timer: 0,
+        }
+    }
 }
 
 /// Connections addressed by slot index, with generations so that a stale
@@ -137,17 +169,7 @@ mod tests {
 
     fn conn(gen: u32) -> Conn {
         let fd = std::fs::File::open("/dev/null").expect("open /dev/null");
-        Conn {
-            fd: fd.into(),
-            gen,
-            dir: Direction::In,
-            phase: Phase::Open,
-            created: 0,
-            pos: SendPos::default(),
-            readable: false,
-            writable: false,
-            queued: false,
-        }
+        Conn::new(fd.into(), gen, Direction::In, Phase::Open, 0)
     }
 
     #[test]

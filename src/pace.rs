@@ -107,3 +107,246 @@ mod tests {
         assert!((5..=6).contains(&burst), "burst {burst}");
     }
 }
+
+/// How a connection's sending or reading is limited: `units_per_sec` of
+/// `unit_bytes` each (whole messages for `-r`, single bytes for
+/// bandwidths), handed out in grants of at least `min_grant` units.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    ns_per_unit: f64,
+    /// Bytes per unit.
+    pub unit_bytes: usize,
+    /// Fewer units than this are not worth a system call.
+    pub min_grant: u64,
+    /// How far behind its schedule a connection may fall before the
+    /// missed units count as late; also bounds the burst after a stall.
+    window_ns: u64,
+}
+
+/// Grants below this many milliseconds' worth of bytes are merged.
+const BYTE_GRANT_MS: f64 = 10.0;
+/// Largest merged byte grant: one TCP segment.
+const MAX_BYTE_GRANT: u64 = 1460;
+/// Shortest catch-up window: covers timer grain and scheduling jitter.
+const MIN_WINDOW_NS: u64 = 2_000_000;
+/// Sends later than this (or than the window, if longer) are reported.
+const LATE_NS: u64 = 10_000_000;
+
+impl Rate {
+    /// `per_sec` messages per second of `msg_len` bytes each.
+    pub fn messages(per_sec: f64, msg_len: usize) -> Rate {
+        Rate::new(per_sec, msg_len.max(1), 1)
+    }
+
+    /// `per_sec` bytes per second, in grants of up to one segment.
+    pub fn bytes(per_sec: f64) -> Rate {
+        let grant = (per_sec * BYTE_GRANT_MS / 1000.0).clamp(1.0, MAX_BYTE_GRANT as f64);
+        Rate::new(per_sec, 1, grant as u64)
+    }
+
+    fn new(per_sec: f64, unit_bytes: usize, min_grant: u64) -> Rate {
+        let ns_per_unit = if per_sec > 0.0 {
+            1e9 / per_sec
+        } else {
+            f64::INFINITY
+        };
+        let window = (ns_per_unit * min_grant as f64).max(MIN_WINDOW_NS as f64);
+        Rate {
+            ns_per_unit,
+            unit_bytes,
+            min_grant,
+            window_ns: window.min(u64::MAX as f64 / 4.0) as u64,
+        }
+    }
+
+    fn span(&self, units: u64) -> u64 {
+        let ns = units as f64 * self.ns_per_unit;
+        if ns >= (u64::MAX / 4) as f64 {
+            u64::MAX / 4
+        } else {
+            ns as u64
+        }
+    }
+}
+
+/// One connection's schedule: unit k is due at `start + k / rate`. Units
+/// missed (peer backpressure, a busy worker) are caught up at no more than
+/// twice the rate: a second clock, `catch_t`, advances by half a unit's
+/// time per unit taken and may lag the present by at most one window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Schedule {
+    start: u64,
+    taken: u64,
+    /// Signed: it starts one window before the schedule does.
+    catch_t: i64,
+}
+
+/// What a schedule allows now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    /// Units that may go now (0 when fewer than the rate's minimum grant).
+    pub units: u64,
+    /// How late the oldest of them is, when it is later than the window.
+    pub late_ns: u64,
+    /// When to look again if nothing is allowed now.
+    pub next_at: u64,
+}
+
+impl Schedule {
+    /// A schedule whose first unit is due at `now`.
+    pub fn new(rate: &Rate, now: u64) -> Schedule {
+        Schedule {
+            start: now,
+            taken: 0,
+            catch_t: now as i64 - rate.window_ns as i64,
+        }
+    }
+
+    fn due_count(&self, rate: &Rate, now: u64) -> u64 {
+        if now < self.start {
+            return 0;
+        }
+        ((now - self.start) as f64 / rate.ns_per_unit) as u64 + 1
+    }
+
+    fn due_at(&self, rate: &Rate, k: u64) -> u64 {
+        self.start.saturating_add(rate.span(k))
+    }
+
+    /// Units that may go at `now`.
+    pub fn allowance(&mut self, rate: &Rate, now: u64) -> Allowance {
+        let now_i = now as i64;
+        self.catch_t = self.catch_t.max(now_i - rate.window_ns as i64);
+        let due = self.due_count(rate, now).saturating_sub(self.taken);
+        let paced = ((now_i - self.catch_t).max(0) as f64 * 2.0 / rate.ns_per_unit) as u64;
+        let units = due.min(paced);
+        // Lateness of the unit that completed the first grant: waiting for
+        // a whole grant to accumulate is not falling behind.
+        let completing = self.due_at(rate, self.taken + rate.min_grant - 1);
+        let behind = now.saturating_sub(completing);
+        let late_ns = if behind > rate.window_ns.max(LATE_NS) {
+            behind
+        } else {
+            0
+        };
+        if units >= rate.min_grant {
+            return Allowance {
+                units,
+                late_ns,
+                next_at: now,
+            };
+        }
+        let want = rate.min_grant;
+        let by_schedule = self.due_at(rate, self.taken + want - 1);
+        let by_pace = (self.catch_t + (rate.span(want) / 2) as i64).max(0) as u64;
+        Allowance {
+            units: 0,
+            late_ns,
+            next_at: by_schedule.max(by_pace).max(now + 1),
+        }
+    }
+
+    /// Records that `units` went out.
+    pub fn take(&mut self, rate: &Rate, units: u64) {
+        self.taken += units;
+        self.catch_t = self.catch_t.saturating_add((rate.span(units) / 2) as i64);
+    }
+}
+
+#[cfg(test)]
+mod schedule_tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    /// Runs a schedule for `secs`, waking every `tick` ns and taking all
+    /// that is allowed; returns (units taken, largest single grant).
+    fn drive(rate: &Rate, secs: u64, tick: u64, stall: Option<(u64, u64)>) -> (u64, u64) {
+        let mut s = Schedule::new(rate, 0);
+        let (mut total, mut largest) = (0, 0);
+        let mut now = 0;
+        while now < secs * 1000 * MS {
+            let stalled = stall.is_some_and(|(from, to)| now >= from && now < to);
+            if !stalled {
+                let a = s.allowance(rate, now);
+                if a.units > 0 {
+                    s.take(rate, a.units);
+                    total += a.units;
+                    largest = largest.max(a.units);
+                }
+            }
+            now += tick;
+        }
+        (total, largest)
+    }
+
+    #[test]
+    fn the_first_unit_goes_at_once_and_the_rest_on_schedule() {
+        let r = Rate::messages(10.0, 5);
+        let mut s = Schedule::new(&r, 0);
+        assert_eq!(s.allowance(&r, 0).units, 1);
+        s.take(&r, 1);
+        let a = s.allowance(&r, 50 * MS);
+        assert_eq!(a.units, 0);
+        assert_eq!(a.next_at, 100 * MS);
+        assert_eq!(s.allowance(&r, 100 * MS).units, 1);
+    }
+
+    #[test]
+    fn the_average_rate_is_exact() {
+        let r = Rate::messages(100.0, 5);
+        let (total, largest) = drive(&r, 10, MS, None);
+        assert!((1000..=1001).contains(&total), "{total}");
+        assert_eq!(largest, 1, "one message per grant at low rates");
+    }
+
+    #[test]
+    fn high_rates_are_granted_in_batches() {
+        let r = Rate::messages(100_000.0, 5);
+        let (total, largest) = drive(&r, 1, MS, None);
+        assert!((99_900..=100_001).contains(&total), "{total}");
+        assert!((90..=210).contains(&largest), "{largest}");
+    }
+
+    #[test]
+    fn after_a_stall_it_catches_up_at_twice_the_rate_without_a_burst() {
+        let r = Rate::messages(100.0, 5);
+        // Stalled from 1 s to 3 s: 200 messages behind.
+        let (total, largest) = drive(&r, 6, MS, Some((1000 * MS, 3000 * MS)));
+        // Catching up at +100/s needs 2 s, finished by 5 s: all 600 went.
+        assert!((600..=601).contains(&total), "{total}");
+        assert!(largest <= 2, "burst of {largest}");
+        let (partial, _) = drive(&r, 4, MS, Some((1000 * MS, 3000 * MS)));
+        // One second after the stall only half the backlog is made up.
+        assert!((290..=310).contains(&partial), "{partial}");
+    }
+
+    #[test]
+    fn lateness_is_reported_beyond_the_window() {
+        let r = Rate::messages(100.0, 5);
+        let mut s = Schedule::new(&r, 0);
+        s.take(&r, 1);
+        let a = s.allowance(&r, 500 * MS);
+        assert!(a.late_ns >= 480 * MS, "{}", a.late_ns);
+        let mut on_time = Schedule::new(&r, 0);
+        assert_eq!(on_time.allowance(&r, MS).late_ns, 0);
+    }
+
+    #[test]
+    fn bytes_are_granted_in_segments_not_single_bytes() {
+        let r = Rate::bytes(12_500.0);
+        assert_eq!(r.min_grant, 125);
+        let (total, largest) = drive(&r, 3, MS, None);
+        assert!((37_300..=37_700).contains(&total), "{total}");
+        assert!(largest <= 2 * 125 + 50, "{largest}");
+    }
+
+    #[test]
+    fn fractional_rates_wait_seconds() {
+        let r = Rate::messages(0.25, 5);
+        let mut s = Schedule::new(&r, 0);
+        let first = s.allowance(&r, 0).units;
+        s.take(&r, first);
+        assert_eq!(s.allowance(&r, 1000 * MS).next_at, 4000 * MS);
+    }
+}

@@ -2,6 +2,7 @@
 //! progress line (stderr), in tcpkali's formats.
 
 use crate::units::fmt_g;
+use hdrhistogram::Histogram;
 use tcpkali_ipc::{Counter, Gauge, Snapshot};
 
 /// What the final summary is computed from.
@@ -85,6 +86,11 @@ pub struct Smoothed {
 impl Smoothed {
     const TIME_CONSTANT: f64 = 3.0;
 
+    /// The current smoothed rate.
+    pub fn value(&self) -> f64 {
+        self.value
+    }
+
     /// Adds `amount` observed over `elapsed` seconds; returns the new rate.
     pub fn update(&mut self, elapsed: f64, amount: f64) -> f64 {
         if elapsed <= 0.0 {
@@ -122,10 +128,29 @@ pub fn clock_face(fraction: f64) -> &'static str {
     FACES[i.min(11)]
 }
 
-/// The steady-state progress text (without clock, escape codes or `\r`).
-pub fn progress_line(rx_bps: f64, tx_bps: f64, now: &Snapshot) -> String {
+/// The line saying how far paced sends fell behind their schedule, from the
+/// histogram of late sends (microseconds); `None` when none was late.
+pub fn lag_line(late: &Histogram<u64>) -> Option<String> {
+    if late.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "Send schedule: {} late sends, at most {:.1} ms behind (95th percentile {:.1} ms); caught up at up to twice the rate.\n",
+        late.len(),
+        late.max() as f64 / 1000.0,
+        late.value_at_quantile(0.95) as f64 / 1000.0
+    ))
+}
+
+/// The steady-state progress text (without clock, escape codes or `\r`);
+/// `mps` adds the received and sent message rates.
+pub fn progress_line(rx_bps: f64, tx_bps: f64, now: &Snapshot, mps: Option<(f64, f64)>) -> String {
+    let rates = match mps {
+        Some((rx, tx)) => format!(" ({rx:.0}\u{2193} {tx:.0}\u{2191} mps)"),
+        None => String::new(),
+    };
     format!(
-        "Traffic {:.3}\u{2193}, {:.3}\u{2191} Mbps (conns {}\u{2193} {}\u{2191} {}\u{21e1}; seen {})",
+        "Traffic {:.3}\u{2193}, {:.3}\u{2191} Mbps (conns {}\u{2193} {}\u{2191} {}\u{21e1}; seen {}){rates}",
         rx_bps / 1e6,
         tx_bps / 1e6,
         now.gauge(Gauge::OpenIn),
@@ -227,6 +252,27 @@ mod tests {
         assert!(line.starts_with("|====="));
         assert!(line.chars().count() <= 80);
         assert_eq!(ramp_line(1, 2, 2, 10), "| 1 of 2 (2)");
+    }
+
+    #[test]
+    fn lag_line_appears_only_when_sends_were_late() {
+        let mut h = Histogram::<u64>::new(3).expect("histogram");
+        assert_eq!(lag_line(&h), None);
+        h.record(2500).expect("record");
+        h.record(40_000).expect("record");
+        let line = lag_line(&h).expect("a line");
+        assert!(
+            line.starts_with("Send schedule: 2 late sends, at most 40.0 ms behind"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn progress_shows_message_rates_when_asked() {
+        let s = snapshot(0, 0, 0, 0);
+        assert!(!progress_line(0.0, 0.0, &s, None).contains("mps"));
+        assert!(progress_line(0.0, 0.0, &s, Some((0.0, 1000.4)))
+            .ends_with(" (0\u{2193} 1000\u{2191} mps)"));
     }
 
     #[test]

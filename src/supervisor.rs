@@ -1,6 +1,7 @@
 //! The process the user started: forks the workers, watches them, shows
 //! progress, decides when the run ends, and prints the summary.
 
+use crate::pace::Rate;
 use crate::payload::{Payload, MIN_CYCLE};
 use crate::report::{self, Smoothed, SummaryInput};
 use crate::setup::{self, Plan};
@@ -13,7 +14,9 @@ use std::io::{self, IsTerminal, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tcpkali_ipc::{region_name, remove_stale_regions, Counter, Gauge, Region, Snapshot};
+use tcpkali_ipc::{
+    region_name, remove_stale_regions, BucketLayout, Counter, Gauge, HistKind, Region, Snapshot,
+};
 
 /// SIGINT/SIGTERM deliveries: the first ends the run gracefully, the second
 /// at once.
@@ -78,6 +81,26 @@ enum Ending {
     Aborted,
 }
 
+/// Smoothed live rates for the progress line.
+#[derive(Debug, Default)]
+struct Rates {
+    rx: Smoothed,
+    tx: Smoothed,
+    msgs_rx: Smoothed,
+    msgs_tx: Smoothed,
+}
+
+impl Rates {
+    fn update(&mut self, dt: f64, delta: &Snapshot) {
+        self.rx
+            .update(dt, delta.get(Counter::BytesRcvd) as f64 * 8.0);
+        self.tx
+            .update(dt, delta.get(Counter::BytesSent) as f64 * 8.0);
+        self.msgs_rx.update(dt, delta.get(Counter::MsgsRcvd) as f64);
+        self.msgs_tx.update(dt, delta.get(Counter::MsgsSent) as f64);
+    }
+}
+
 enum Phase {
     RampUp,
     Steady { since: Instant, base: Snapshot },
@@ -131,6 +154,13 @@ fn build_shared(plan: &Plan) -> Shared {
         delay_send: o.delay_send,
         write_combine: o.write_combine,
         verbosity: o.verbosity,
+        send_rate: match (o.message_rate, o.bandwidth_up) {
+            (Some(r), _) => Some(Rate::messages(r, message.len())),
+            (None, Some(bw)) => Some(Rate::bytes(bw)),
+            (None, None) => None,
+        },
+        recv_rate: o.bandwidth_down.filter(|&bw| bw > 0.0).map(Rate::bytes),
+        never_read: o.bandwidth_down == Some(0.0),
     }
 }
 
@@ -303,7 +333,7 @@ impl Supervisor {
         };
         let mut last_progress = start;
         let mut last_snap = self.region.snapshot();
-        let (mut rx, mut tx) = (Smoothed::default(), Smoothed::default());
+        let mut rates = Rates::default();
         let ending = loop {
             let _ = nix::poll::poll(
                 &mut [],
@@ -341,12 +371,9 @@ impl Supervisor {
                 }
             }
             if now - last_progress >= PROGRESS_EVERY {
-                let dt = (now - last_progress).as_secs_f64();
-                let d = snap.since(&last_snap);
-                let rx_bps = rx.update(dt, d.get(Counter::BytesRcvd) as f64 * 8.0);
-                let tx_bps = tx.update(dt, d.get(Counter::BytesSent) as f64 * 8.0);
+                rates.update((now - last_progress).as_secs_f64(), &snap.since(&last_snap));
                 if self.tty {
-                    self.show_progress(&phase, &snap, rx_bps, tx_bps, duration);
+                    self.show_progress(&phase, &snap, &rates, duration);
                 }
                 last_progress = now;
                 last_snap = snap;
@@ -359,8 +386,7 @@ impl Supervisor {
         &self,
         phase: &Phase,
         snap: &Snapshot,
-        rx_bps: f64,
-        tx_bps: f64,
+        rates: &Rates,
         duration: Option<Duration>,
     ) {
         let line = match phase {
@@ -371,7 +397,12 @@ impl Supervisor {
                 terminal_columns(),
             ),
             Phase::Steady { since, .. } => {
-                let text = report::progress_line(rx_bps, tx_bps, snap);
+                let mps = self
+                    .plan
+                    .opts
+                    .message_rate
+                    .map(|_| (rates.msgs_rx.value(), rates.msgs_tx.value()));
+                let text = report::progress_line(rates.rx.value(), rates.tx.value(), snap, mps);
                 let utf8 = std::env::var("LANG")
                     .map(|l| l.to_lowercase().contains("utf-8"))
                     .unwrap_or(false);
@@ -428,6 +459,12 @@ impl Supervisor {
             message_rates: false,
         });
         print!("{text}");
+        let lag = self
+            .region
+            .histogram(HistKind::SendLag, &BucketLayout::standard());
+        if let Some(line) = report::lag_line(&lag) {
+            print!("{line}");
+        }
         let _ = io::stdout().flush();
         0
     }

@@ -1,8 +1,8 @@
 //! A worker process: one reactor over its share of the connections, writing
 //! its counters into its own slot of the stats region.
 
-use crate::conn::{self, CloseReason, Conn, Direction, Phase, SendPos, Slab};
-use crate::pace::Pacer;
+use crate::conn::{self, CloseReason, Conn, Direction, Phase, Slab};
+use crate::pace::{Pacer, Rate, Schedule};
 use crate::payload::Payload;
 use crate::sys::{self, Bracketed, SockOpts};
 use polling::{Event, Events, PollMode, Poller};
@@ -14,7 +14,7 @@ use std::num::NonZeroUsize;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
-use tcpkali_ipc::{Counter, Counters, Gauge, Region, Slot};
+use tcpkali_ipc::{BucketLayout, Counter, Counters, Gauge, HistKind, Region, Slot};
 
 /// Everything every worker does alike (built before fork, then read-only).
 #[derive(Debug, Clone)]
@@ -29,6 +29,12 @@ pub struct Shared {
     pub delay_send: Duration,
     pub write_combine: bool,
     pub verbosity: u8,
+    /// Limit on what each connection sends (`-r` or upstream bandwidth).
+    pub send_rate: Option<Rate>,
+    /// Limit on what each connection reads (downstream bandwidth).
+    pub recv_rate: Option<Rate>,
+    /// `--channel-bandwidth-downstream=0`: never read.
+    pub never_read: bool,
 }
 
 /// One destination address and this worker's share of source addresses.
@@ -61,12 +67,17 @@ const READ_BUFFER: usize = 256 * 1024;
 const ACCEPT_BUDGET: u32 = 256;
 /// A destination whose first attempts all fail is avoided while others work.
 const DEST_FAIL_THRESHOLD: u64 = 10;
+/// Deadlines are rounded up to this grain so one wake-up serves every
+/// paced connection due within it.
+const TIMER_GRAIN_NS: u64 = 1_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKind {
     ConnectTimeout,
     Lifetime,
     DelaySend,
+    SendPace,
+    RecvPace,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -108,6 +119,7 @@ struct Worker<'a> {
     dest_stats: Vec<DestStats>,
     open: Open,
     buf: Vec<u8>,
+    hist: BucketLayout,
 }
 
 /// Runs worker `plan.index` until the supervisor sets the stop word or the
@@ -141,6 +153,7 @@ pub fn run(region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
         dest_stats: vec![DestStats::default(); plan.destinations.len()],
         open: Open::default(),
         buf: vec![0u8; READ_BUFFER],
+        hist: BucketLayout::standard(),
     };
     for (i, &fd) in plan.listeners.iter().enumerate() {
         // SAFETY: the listener stays open for the worker's whole life (the
@@ -212,6 +225,7 @@ impl Worker<'_> {
         if self.deficit() > 0 && !self.plan.destinations.is_empty() {
             until = until.min(self.pacer.next_at());
         }
+        let until = until.div_ceil(TIMER_GRAIN_NS) * TIMER_GRAIN_NS;
         Duration::from_nanos(until.saturating_sub(now))
     }
 
@@ -310,17 +324,13 @@ impl Worker<'_> {
         }
         self.conns.insert(
             slot,
-            Conn {
+            Conn::new(
                 fd,
                 gen,
-                dir: Direction::Out { dest: d as u32 },
-                phase: Phase::Connecting,
-                created: now,
-                pos: SendPos::default(),
-                readable: false,
-                writable: false,
-                queued: false,
-            },
+                Direction::Out { dest: d as u32 },
+                Phase::Connecting,
+                now,
+            ),
         );
         self.open.connecting += 1;
         if connected {
@@ -370,10 +380,18 @@ impl Worker<'_> {
             }
             self.add_timer(now + life.as_nanos() as u64, slot, gen, TimerKind::Lifetime);
         }
+        let shared = self.shared;
         let Some(c) = self.conns.get_mut(slot, gen) else {
             return;
         };
-        let send_at = c.created + self.shared.delay_send.as_nanos() as u64;
+        let send_at = c.created + shared.delay_send.as_nanos() as u64;
+        // The send schedule starts when sending may start.
+        if let Some(rate) = &shared.send_rate {
+            c.send_sched = Schedule::new(rate, send_at.max(now));
+        }
+        if let Some(rate) = &shared.recv_rate {
+            c.recv_sched = Schedule::new(rate, now);
+        }
         if send_at > now {
             self.add_timer(send_at, slot, gen, TimerKind::DelaySend);
         }
@@ -415,20 +433,10 @@ impl Worker<'_> {
             {
                 continue;
             }
-            self.conns.insert(
-                slot,
-                Conn {
-                    fd,
-                    gen,
-                    dir: Direction::In,
-                    phase: Phase::Open,
-                    created: now,
-                    pos: SendPos::default(),
-                    readable: true,
-                    writable: true,
-                    queued: false,
-                },
-            );
+            let mut c = Conn::new(fd, gen, Direction::In, Phase::Open, now);
+            c.readable = true;
+            c.writable = true;
+            self.conns.insert(slot, c);
             self.open.inbound += 1;
             self.publish_gauges();
             self.after_open(slot, gen, now);
@@ -473,6 +481,18 @@ impl Worker<'_> {
                 TimerKind::ConnectTimeout => {}
                 TimerKind::Lifetime => self.close(t.slot, t.gen, CloseReason::Lifetime),
                 TimerKind::DelaySend => self.service(t.slot, t.gen, now),
+                TimerKind::SendPace | TimerKind::RecvPace => {
+                    let armed = if t.kind == TimerKind::SendPace {
+                        &mut c.send_timer
+                    } else {
+                        &mut c.recv_timer
+                    };
+                    // A later re-arm leaves this entry stale.
+                    if *armed == t.at {
+                        *armed = 0;
+                        self.service(t.slot, t.gen, now);
+                    }
+                }
             }
         }
     }
@@ -496,17 +516,10 @@ impl Worker<'_> {
         }
     }
 
-    fn payload(&self, dir: Direction) -> Option<&Payload> {
-        match dir {
-            Direction::Out { .. } => Some(&self.shared.client),
-            Direction::In => self.shared.server.as_ref(),
-        }
-    }
-
     /// Reads and writes what readiness allows, within a budget; re-queues
     /// the connection if it is still ready afterwards.
     fn service(&mut self, slot: u32, gen: u32, now: u64) {
-        let outcome = self.read_some(slot, gen).and_then(|more_read| {
+        let outcome = self.read_some(slot, gen, now).and_then(|more_read| {
             let more_write = self.write_some(slot, gen, now)?;
             Ok(more_read || more_write)
         });
@@ -524,28 +537,59 @@ impl Worker<'_> {
         }
     }
 
+    /// Arms a pacing timer for a connection unless an earlier one is set.
+    fn arm_pace(&mut self, slot: u32, gen: u32, at: u64, kind: TimerKind) {
+        let Some(c) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        let armed = if kind == TimerKind::SendPace {
+            &mut c.send_timer
+        } else {
+            &mut c.recv_timer
+        };
+        if *armed == 0 || *armed > at {
+            *armed = at;
+            self.add_timer(at, slot, gen, kind);
+        }
+    }
+
     /// Ok(true): budget ran out with data possibly left.
-    fn read_some(&mut self, slot: u32, gen: u32) -> Result<bool, CloseReason> {
+    fn read_some(&mut self, slot: u32, gen: u32, now: u64) -> Result<bool, CloseReason> {
+        let shared = self.shared;
         let Some(c) = self.conns.get_mut(slot, gen) else {
             return Ok(false);
         };
-        if !c.readable || c.phase != Phase::Open {
+        if !c.readable || c.phase != Phase::Open || shared.never_read {
             return Ok(false);
         }
         let fd = c.fd.as_raw_fd();
-        let mut total = 0u64;
+        // Bytes the receive schedule allows now (all of the buffer if unpaced).
+        let mut allowed = self.buf.len();
+        if let Some(rate) = &shared.recv_rate {
+            let a = c.recv_sched.allowance(rate, now);
+            if a.units == 0 {
+                self.arm_pace(slot, gen, a.next_at, TimerKind::RecvPace);
+                return Ok(false);
+            }
+            allowed = allowed.min(usize::try_from(a.units).unwrap_or(usize::MAX));
+        }
+        let mut total = 0usize;
         let mut reads = 0u64;
         let mut result = Ok(true);
         for _ in 0..IO_BUDGET {
-            match sys::recv(fd, &mut self.buf) {
+            let want = (allowed - total).min(self.buf.len());
+            if want == 0 {
+                break;
+            }
+            match sys::recv(fd, &mut self.buf[..want]) {
                 Ok(0) => {
                     result = Err(CloseReason::PeerClosed);
                     break;
                 }
                 Ok(n) => {
-                    total += n as u64;
+                    total += n;
                     reads += 1;
-                    if n < self.buf.len() {
+                    if n < want {
                         // Drained: a new edge will announce more data.
                         result = Ok(false);
                         break;
@@ -563,21 +607,63 @@ impl Worker<'_> {
             }
         }
         if reads > 0 {
-            self.counters().add(Counter::BytesRcvd, total);
+            self.counters().add(Counter::BytesRcvd, total as u64);
             self.counters().add(Counter::Reads, reads);
         }
+        let Some(c) = self.conns.get_mut(slot, gen) else {
+            return result;
+        };
         if let Ok(false) = result {
-            if let Some(c) = self.conns.get_mut(slot, gen) {
-                c.readable = false;
+            c.readable = false;
+        }
+        if let Some(rate) = &shared.recv_rate {
+            c.recv_sched.take(rate, total as u64);
+            if total == allowed && result.is_ok() {
+                // The schedule, not the socket, stopped this read.
+                let next = c.recv_sched.allowance(rate, now);
+                if next.units == 0 {
+                    self.arm_pace(slot, gen, next.next_at, TimerKind::RecvPace);
+                    return Ok(false);
+                }
             }
         }
         result
     }
 
+    /// Bytes of repeated message the connection may write now: unlimited
+    /// without a send rate, else what its schedule has granted. Arms the
+    /// pacing timer when nothing is granted.
+    fn send_credit(&mut self, slot: u32, gen: u32, now: u64) -> usize {
+        let shared = self.shared;
+        let Some(rate) = &shared.send_rate else {
+            return usize::MAX;
+        };
+        let Some(c) = self.conns.get_mut(slot, gen) else {
+            return 0;
+        };
+        if c.credit > 0 {
+            return c.credit;
+        }
+        let a = c.send_sched.allowance(rate, now);
+        if a.units == 0 {
+            self.arm_pace(slot, gen, a.next_at, TimerKind::SendPace);
+            return 0;
+        }
+        c.send_sched.take(rate, a.units);
+        c.credit = usize::try_from(a.units)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(rate.unit_bytes);
+        if a.late_ns > 0 {
+            self.slot
+                .record_us(HistKind::SendLag, &self.hist, a.late_ns / 1000);
+        }
+        c.credit
+    }
+
     /// Ok(true): budget ran out with the socket still writable.
     fn write_some(&mut self, slot: u32, gen: u32, now: u64) -> Result<bool, CloseReason> {
-        let delay = self.shared.delay_send.as_nanos() as u64;
-        let combine = self.shared.write_combine;
+        let shared = self.shared;
+        let delay = shared.delay_send.as_nanos() as u64;
         let Some(c) = self.conns.get_mut(slot, gen) else {
             return Ok(false);
         };
@@ -585,21 +671,25 @@ impl Worker<'_> {
             return Ok(false);
         }
         let (fd, dir, mut pos) = (c.fd.as_raw_fd(), c.dir, c.pos);
-        let Some(payload) = self.payload(dir) else {
+        let Some(payload) = (match dir {
+            Direction::Out { .. } => Some(&shared.client),
+            Direction::In => shared.server.as_ref(),
+        }) else {
             return Ok(false);
         };
         let once = payload.once();
-        let mut sent = 0u64;
-        let mut writes = 0u64;
-        let mut msgs = 0u64;
+        let (mut sent, mut writes, mut msgs) = (0u64, 0u64, 0u64);
         let mut result = Ok(true);
         for _ in 0..IO_BUDGET {
             let head = &once[pos.once_sent..];
-            let body: &[u8] = if payload.msg_len() == 0 || (!combine && !head.is_empty()) {
-                &[]
-            } else {
-                payload.body_from(pos.cycle_off, !combine)
-            };
+            let mut body: &[u8] = &[];
+            if payload.msg_len() > 0 && (shared.write_combine || head.is_empty()) {
+                let credit = self.send_credit(slot, gen, now);
+                if credit > 0 {
+                    body = payload.body_from(pos.cycle_off, !shared.write_combine);
+                    body = &body[..body.len().min(credit)];
+                }
+            }
             if head.is_empty() && body.is_empty() {
                 result = Ok(false);
                 break;
@@ -618,10 +708,16 @@ impl Worker<'_> {
                     writes += 1;
                     let from_head = n.min(head.len());
                     pos.once_sent += from_head;
-                    if n > from_head {
-                        let (off, done) = payload.advance(pos.cycle_off, n - from_head);
+                    let from_body = n - from_head;
+                    if from_body > 0 {
+                        let (off, done) = payload.advance(pos.cycle_off, from_body);
                         pos.cycle_off = off;
                         msgs += done;
+                        if shared.send_rate.is_some() {
+                            if let Some(c) = self.conns.get_mut(slot, gen) {
+                                c.credit -= from_body;
+                            }
+                        }
                     }
                     if n < wanted {
                         // The socket buffer is full: wait for the next edge.

@@ -159,12 +159,11 @@ fn write_combine_off_writes_one_message_at_a_time() {
 #[test]
 fn options_not_built_yet_are_refused_not_ignored() {
     for args in [
-        &["-r", "5"][..],
+        &["-r", "@5ms"][..],
         &["--ws"],
         &["--latency-connect"],
         &["-d"],
         &["--statsd"],
-        &["--channel-bandwidth-upstream", "1Mbps"],
         &["-m", "\\{connection.uid}"],
     ] {
         let mut all: Vec<&str> = args.to_vec();

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TCPKALI\0");
 
 /// Bumped whenever the layout below changes; readers refuse a mismatch.
-pub const LAYOUT_VERSION: u64 = 1;
+pub const LAYOUT_VERSION: u64 = 2;
 
 /// Cumulative per-worker counters. The discriminant is the index into
 /// [`Counters`] and [`Snapshot`].
@@ -94,10 +94,13 @@ pub enum HistKind {
     FirstByte,
     /// Request/response message latency.
     Message,
+    /// How far behind its rate schedule a paced send went out (recorded
+    /// only for sends later than the pacing window).
+    SendLag,
 }
 
 /// Number of [`HistKind`] kinds.
-pub const HIST_KINDS: usize = HistKind::Message as usize + 1;
+pub const HIST_KINDS: usize = HistKind::SendLag as usize + 1;
 
 /// One worker's cumulative counters.
 #[repr(C, align(64))]

@@ -328,6 +328,8 @@ pub struct Summary {
     pub mss_per_op_down: u64,
     pub mss_per_op_up: u64,
     pub duration: f64,
+    /// The "Send schedule: ..." line, when paced sends fell behind.
+    pub late: Option<String>,
 }
 
 const SENT_PREFIX: &str = "Total data sent:     ";
@@ -422,11 +424,20 @@ fn down_up<'a>(text: &'a str, what: &str) -> Result<(&'a str, &'a str), String> 
     Ok((down, up))
 }
 
+/// The optional last line of a paced run whose sends fell behind schedule.
+const LATE_PREFIX: &str = "Send schedule: ";
+
 /// Parse the summary and check every line's format (spec §4.2). stdout must
 /// contain nothing but the six summary lines of a run without latency or
-/// message-marker options.
+/// message-marker options, optionally followed by the send-schedule line.
 pub fn parse_summary(stdout: &str) -> Result<Summary, String> {
-    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    let late = match lines.last() {
+        Some(l) if lines.len() == 7 && l.starts_with(LATE_PREFIX) => {
+            lines.pop().map(str::to_string)
+        }
+        _ => None,
+    };
     if lines.len() != 6 {
         return Err(format!(
             "expected exactly the 6 summary lines on stdout, got {}",
@@ -513,6 +524,7 @@ pub fn parse_summary(stdout: &str) -> Result<Summary, String> {
         mss_per_op_down,
         mss_per_op_up,
         duration,
+        late,
     })
 }
 
