@@ -602,6 +602,11 @@ struct State {
     unsupported: Option<String>,
 }
 
+/// Longest time any option accepts: 100 years.
+const MAX_SECONDS: f64 = 100.0 * 365.0 * 86_400.0;
+/// Highest rate (connections, messages or bytes per second) accepted.
+const MAX_RATE: f64 = 1e12;
+
 /// The checks and conversions of one option value.
 struct Val<'a> {
     flag: &'static Flag,
@@ -638,6 +643,11 @@ impl<'a> Val<'a> {
         }
         if secs < 0.0 {
             return Err(self.invalid("expected a time >= 0"));
+        }
+        // Past a century no run is meant literally; refusing it keeps every
+        // deadline far from the limits of nanosecond arithmetic.
+        if secs > MAX_SECONDS {
+            return Err(self.invalid("time is too large (at most 100 years)"));
         }
         let d = Duration::try_from_secs_f64(secs).map_err(|_| self.invalid("time is too large"))?;
         if positive && d.is_zero() {
@@ -895,6 +905,9 @@ impl State {
                 if r <= 0.0 {
                     return Err(v.invalid("expected a rate > 0"));
                 }
+                if r > MAX_RATE {
+                    return Err(v.invalid("rate is too large"));
+                }
                 o.connect_rate = r;
             }
             Id::ConnectTimeout => o.connect_timeout = v.time(true)?,
@@ -965,12 +978,18 @@ impl State {
                 if bw.is_nan() || bw <= 0.0 {
                     return Err(v.invalid("expected a bandwidth > 0"));
                 }
+                if bw > MAX_RATE {
+                    return Err(v.invalid("bandwidth is too large"));
+                }
                 o.bandwidth_up = Some(bw);
             }
             Id::BandwidthDown => {
                 let bw = v.unit(units::parse_bandwidth)?;
                 if bw.is_nan() || bw < 0.0 {
                     return Err(v.invalid("expected a bandwidth >= 0"));
+                }
+                if bw > MAX_RATE {
+                    return Err(v.invalid("bandwidth is too large"));
                 }
                 o.bandwidth_down = Some(bw);
             }
@@ -989,6 +1008,9 @@ impl State {
                     let rate = v.unit(units::parse_count)?;
                     if rate.is_nan() || rate <= 0.0 {
                         return Err(v.invalid("expected a rate > 0"));
+                    }
+                    if rate > MAX_RATE {
+                        return Err(v.invalid("rate is too large"));
                     }
                     o.message_rate = Some(rate);
                 }

@@ -107,6 +107,11 @@ pub struct Slab {
 }
 
 impl Slab {
+    /// Whether `slot` still holds generation `gen`.
+    pub fn is_live(&self, slot: u32, gen: u32) -> bool {
+        matches!(self.slots.get(slot as usize), Some(Some(c)) if c.gen == gen)
+    }
+
     /// The slot and generation the next inserted connection will get.
     pub fn vacant(&mut self) -> (u32, u32) {
         if let Some(&slot) = self.free.last() {
@@ -184,6 +189,7 @@ mod tests {
         slab.insert(slot2, conn(gen2));
         assert!(slab.get_mut(slot, gen).is_none());
         assert!(slab.get_mut(slot2, gen2).is_some());
+        assert!(slab.is_live(slot2, gen2) && !slab.is_live(slot, gen));
         assert_eq!(slab.len, 1);
     }
 

@@ -4,6 +4,9 @@
 //! (command line), `setup` (addresses), `supervisor` (processes, progress,
 //! summary) and `worker` (the reactor).
 
+#[macro_use]
+mod diag;
+
 mod cli;
 mod config;
 mod conn;
@@ -24,22 +27,22 @@ fn run() -> i32 {
     let parsed = match cli::parse(&args) {
         Ok(cli::Action::Run(p)) => p,
         Ok(cli::Action::Help(text)) | Ok(cli::Action::Version(text)) => {
-            print!("{text}");
+            let _ = std::io::stdout().write_all(text.as_bytes());
             let _ = std::io::stdout().flush();
             return 0;
         }
         Err(e) => {
-            eprintln!("tcpkali: {e}");
+            diag!("tcpkali: {e}");
             return e.exit_code();
         }
     };
     for note in &parsed.notes {
-        eprintln!("{note}");
+        diag!("{note}");
     }
     let plan = match setup::prepare(parsed.options) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("tcpkali: {e}");
+            diag!("tcpkali: {e}");
             return e.exit_code();
         }
     };

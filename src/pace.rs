@@ -51,7 +51,7 @@ impl Pacer {
             return 0;
         }
         let elapsed = (now - self.t0) as f64;
-        let total = (elapsed / self.ns_per_event).floor() as u64 + 1;
+        let total = ((elapsed / self.ns_per_event).floor() as u64).saturating_add(1);
         total.saturating_sub(self.issued)
     }
 
@@ -206,7 +206,7 @@ impl Schedule {
         if now < self.start {
             return 0;
         }
-        ((now - self.start) as f64 / rate.ns_per_unit) as u64 + 1
+        (((now - self.start) as f64 / rate.ns_per_unit) as u64).saturating_add(1)
     }
 
     fn due_at(&self, rate: &Rate, k: u64) -> u64 {

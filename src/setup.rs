@@ -103,7 +103,7 @@ pub fn prepare(opts: Options) -> Result<Plan, SetupError> {
         }
     }
     for d in &destinations {
-        eprintln!("Destination: {}", Bracketed(*d));
+        diag!("Destination: {}", Bracketed(*d));
     }
     let sources = if opts.source_ips.is_empty() {
         detect_sources(&destinations)
@@ -164,7 +164,7 @@ fn given_sources(
             })?;
             let a = SocketAddr::new(ip, 0);
             if !all.contains(&a) {
-                eprintln!("Source IP: {}", Bracketed(a));
+                diag!("Source IP: {}", Bracketed(a));
                 all.push(a);
             }
         }
@@ -194,7 +194,7 @@ fn detect_sources(dests: &[SocketAddr]) -> Vec<Vec<SocketAddr>> {
         Ok(i) => i,
         Err(e) => {
             if !dests.is_empty() {
-                eprintln!(
+                diag!(
                     "WARNING: Can't enumerate interfaces, won't use multiple source IPs: {}",
                     sys::strerror(e)
                 );
@@ -207,7 +207,7 @@ fn detect_sources(dests: &[SocketAddr]) -> Vec<Vec<SocketAddr>> {
         .iter()
         .map(|d| {
             let Ok(local) = sys::route_source(d) else {
-                eprintln!(
+                diag!(
                     "WARNING: Can't determine local interface to connect to {}",
                     Bracketed(*d)
                 );
@@ -227,11 +227,11 @@ fn detect_sources(dests: &[SocketAddr]) -> Vec<Vec<SocketAddr>> {
                 }
                 let a = SocketAddr::new(i.ip, 0);
                 if announced.insert(i.ip) {
-                    eprintln!("Interface {} address {}", i.name, Bracketed(a));
+                    diag!("Interface {} address {}", i.name, Bracketed(a));
                 }
                 addrs.push(a);
             }
-            eprintln!(
+            diag!(
                 "Using interface {} to connect to {}",
                 owner.name,
                 Bracketed(*d)

@@ -27,6 +27,10 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// How long workers get to leave after the stop word before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(1);
 const LISTEN_BACKLOG: i32 = 4096;
+/// A slot whose worker dies this often within the window stops the run
+/// instead of being restarted again (a crash loop helps nobody).
+const MAX_RESTARTS_IN_WINDOW: usize = 5;
+const RESTART_WINDOW: Duration = Duration::from_secs(10);
 
 /// Why the supervisor could not start the run.
 #[derive(Debug)]
@@ -114,6 +118,8 @@ struct Supervisor {
     _listeners: Vec<OwnedFd>,
     region: Region,
     pids: Vec<Option<Pid>>,
+    /// When each slot's worker was last restarted, within the window.
+    recent_restarts: Vec<Vec<Instant>>,
     stopping: bool,
     tty: bool,
 }
@@ -127,7 +133,7 @@ pub fn run(plan: Plan) -> i32 {
             code
         }
         Err(e) => {
-            eprintln!("{e}");
+            diag!("{e}");
             e.exit_code()
         }
     }
@@ -173,7 +179,7 @@ fn warn_buffers(plan: &Plan) {
         if let Some(got) = sys::effective_buffer(send, req) {
             // Linux reports twice the usable size it granted.
             if got / 2 < req {
-                eprintln!(
+                diag!(
                     "WARNING: {name} {req} was capped by the kernel to {} bytes (see sysctl {sysctl}).",
                     got / 2
                 );
@@ -187,9 +193,9 @@ fn warn_fd_limit(plan: &Plan) {
     let per_worker = setup::share(plan.opts.connections, plan.workers, 0);
     // A self-loop holds both ends of each connection in the same workers.
     let ends = if plan.listen.is_empty() { 1 } else { 2 };
-    let needed = per_worker * ends + 64;
+    let needed = per_worker.saturating_mul(ends).saturating_add(64);
     if needed > soft {
-        eprintln!(
+        diag!(
             "WARNING: Open files limit (`ulimit -n`) {soft} is too low for {per_worker} connections per worker (-c {} over {} workers); add workers (-w) or raise the limit.",
             plan.opts.connections, plan.workers
         );
@@ -210,6 +216,16 @@ impl Supervisor {
         // One listener per worker per address, all opened before any fork.
         let mut listeners = Vec::new();
         let mut per_worker: Vec<Vec<i32>> = vec![Vec::new(); plan.workers];
+        // A port some other process listens on would otherwise be joined
+        // silently: SO_REUSEPORT groups share ports between sockets of one
+        // user. A plain bind tells.
+        for addr in &plan.listen {
+            if let Err(e) = sys::probe_bind(addr) {
+                if e.raw_os_error() != Some(libc::EAFNOSUPPORT) {
+                    return Err(StartError::Bind(Bracketed(*addr).to_string(), e));
+                }
+            }
+        }
         for addr in &plan.listen {
             let mut opened = Vec::new();
             for _ in 0..plan.workers {
@@ -228,7 +244,7 @@ impl Supervisor {
                 }
             }
             if !opened.is_empty() {
-                eprintln!("Listen on: {}", Bracketed(*addr));
+                diag!("Listen on: {}", Bracketed(*addr));
             }
             for (i, fd) in opened.into_iter().enumerate() {
                 per_worker[i].push(fd.as_raw_fd());
@@ -273,6 +289,7 @@ impl Supervisor {
             _listeners: listeners,
             region,
             pids: vec![None; workers],
+            recent_restarts: vec![Vec::new(); workers],
             stopping: false,
             tty,
         };
@@ -313,9 +330,9 @@ impl Supervisor {
 
     fn say(&self, line: &str) {
         if self.tty {
-            eprintln!("\x1b[K{line}");
+            diag!("\x1b[K{line}");
         } else {
-            eprintln!("{line}");
+            diag!("{line}");
         }
     }
 
@@ -415,7 +432,7 @@ impl Supervisor {
                 }
             }
         };
-        eprint!("{line}\x1b[K\r");
+        diag_raw!("{line}\x1b[K\r");
     }
 
     fn finish(&mut self, ending: Ending, start: Instant, phase: Phase) -> i32 {
@@ -423,7 +440,7 @@ impl Supervisor {
         let last = self.region.snapshot();
         self.stop_workers(ending == Ending::Aborted);
         if self.tty {
-            eprint!("\x1b[K");
+            diag_raw!("\x1b[K");
         }
         match ending {
             Ending::Aborted => return 130,
@@ -486,7 +503,7 @@ impl Supervisor {
                 continue;
             };
             self.pids[i] = None;
-            if self.stopping {
+            if self.stopping || STOP_SIGNALS.load(Ordering::SeqCst) > 0 {
                 continue;
             }
             let control = &self.region.slot(i).control;
@@ -495,6 +512,17 @@ impl Supervisor {
                 self.say(&format!("Worker {i} (pid {pid}) {what}; stopping the run."));
                 return Some(Ending::WorkerFailed);
             }
+            let now = Instant::now();
+            self.recent_restarts[i].retain(|t| now.duration_since(*t) < RESTART_WINDOW);
+            let deaths = self.recent_restarts[i].len() + 1;
+            if deaths > MAX_RESTARTS_IN_WINDOW {
+                self.say(&format!(
+                    "Worker {i} (pid {pid}) {what}; it died {deaths} times within {} s, stopping the run.",
+                    RESTART_WINDOW.as_secs()
+                ));
+                return Some(Ending::WorkerFailed);
+            }
+            self.recent_restarts[i].push(now);
             self.say(&format!(
                 "Worker {i} (pid {pid}) {what}; restarting it (restart {}).",
                 restarts + 1
@@ -519,7 +547,8 @@ impl Supervisor {
             if self.pids.iter().all(Option::is_none) {
                 return;
             }
-            if Instant::now() >= deadline {
+            // A second Ctrl-C cuts the grace period short.
+            if Instant::now() >= deadline || STOP_SIGNALS.load(Ordering::SeqCst) >= 2 {
                 break;
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -565,11 +594,19 @@ fn install_signal_handlers() -> io::Result<()> {
 fn child_main(supervisor: Pid, region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
     // SAFETY: plain signal disposition changes in a single-threaded child.
     unsafe {
-        // Ctrl-C reaches the whole process group; only the supervisor acts.
+        // Ctrl-C and a group-wide SIGTERM reach every process; only the
+        // supervisor acts on them, and tells workers through the stop word.
         libc::signal(libc::SIGINT, libc::SIG_IGN);
-        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
         libc::signal(libc::SIGCHLD, libc::SIG_DFL);
     }
+    // Release builds abort on panic; say why first and leave with a status
+    // the supervisor reads as a failure, not as a crash to restart.
+    std::panic::set_hook(Box::new(|info| {
+        diag!("tcpkali worker: internal error: {info}");
+        // SAFETY: leave at once, as after fork.
+        unsafe { libc::_exit(70) }
+    }));
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     if nix::unistd::getppid() != supervisor {
         return 0;

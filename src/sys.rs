@@ -187,6 +187,18 @@ pub fn listen_reuseport(addr: &SocketAddr, opts: &SockOpts, backlog: i32) -> io:
     Ok(fd)
 }
 
+/// Fails with EADDRINUSE when another socket already listens on `addr`
+/// (bound without SO_REUSEPORT, so it cannot join an existing group).
+pub fn probe_bind(addr: &SocketAddr) -> io::Result<()> {
+    let fd = socket::socket(family(addr), SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    if addr.is_ipv6() {
+        socket::setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+    }
+    socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(*addr))?;
+    Ok(())
+}
+
 /// Accepts one pending connection, non-blocking. `Ok(None)`: none pending.
 pub fn accept(listener: RawFd) -> Result<Option<OwnedFd>, nix::Error> {
     // SAFETY: the listener stays open for the duration of the call.

@@ -67,6 +67,16 @@ const READ_BUFFER: usize = 256 * 1024;
 const ACCEPT_BUDGET: u32 = 256;
 /// A destination whose first attempts all fail is avoided while others work.
 const DEST_FAIL_THRESHOLD: u64 = 10;
+/// How long a listener rests after accept ran out of descriptors.
+const LISTENER_PAUSE_NS: u64 = 100_000_000;
+/// Smallest timer heap that is swept of entries for closed connections.
+const TIMER_SLACK: usize = 4096;
+
+/// Nanoseconds in `d`, saturating (the CLI bounds times far below).
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Deadlines are rounded up to this grain so one wake-up serves every
 /// paced connection due within it.
 const TIMER_GRAIN_NS: u64 = 1_000_000;
@@ -78,6 +88,8 @@ enum TimerKind {
     DelaySend,
     SendPace,
     RecvPace,
+    /// Listener `slot` was paused after running out of descriptors.
+    ResumeListener,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -111,6 +123,8 @@ struct Worker<'a> {
     poller: Poller,
     conns: Slab,
     timers: BinaryHeap<Reverse<Timer>>,
+    /// Heap size that triggers the next sweep of stale entries.
+    timer_sweep_at: usize,
     again: Vec<(u32, u32)>,
     epoch: Instant,
     pacer: Pacer,
@@ -128,7 +142,7 @@ pub fn run(region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
     let poller = match Poller::new() {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("tcpkali-w{}: cannot create poller: {e}", plan.index);
+            diag!("tcpkali-w{}: cannot create poller: {e}", plan.index);
             return 1;
         }
     };
@@ -145,6 +159,7 @@ pub fn run(region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
         poller,
         conns: Slab::default(),
         timers: BinaryHeap::new(),
+        timer_sweep_at: TIMER_SLACK,
         again: Vec::new(),
         epoch: Instant::now(),
         pacer: Pacer::new(plan.connect_rate, 0, plan.connect_rate.max(1.0)),
@@ -162,7 +177,7 @@ pub fn run(region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
             w.poller
                 .add_with_mode(fd, Event::readable(LISTENER_KEY | i), PollMode::Level)
         } {
-            eprintln!("tcpkali-w{}: cannot watch listener: {e}", plan.index);
+            diag!("tcpkali-w{}: cannot watch listener: {e}", plan.index);
             return 1;
         }
     }
@@ -194,7 +209,7 @@ impl Worker<'_> {
             events.clear();
             if let Err(e) = self.poller.wait(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    eprintln!("tcpkali-w{}: poll failed: {e}", self.plan.index);
+                    diag!("tcpkali-w{}: poll failed: {e}", self.plan.index);
                     return 1;
                 }
             }
@@ -243,6 +258,17 @@ impl Worker<'_> {
     }
 
     fn add_timer(&mut self, at: u64, slot: u32, gen: u32, kind: TimerKind) {
+        if self.timers.len() > self.timer_sweep_at {
+            // Under heavy churn most entries belong to closed connections;
+            // sweep them so a long soak's heap stays proportional to its
+            // live connections. The next sweep waits until the heap has
+            // doubled again, so sweeping costs O(1) per timer.
+            let conns = &self.conns;
+            self.timers.retain(|Reverse(t)| {
+                t.kind == TimerKind::ResumeListener || conns.is_live(t.slot, t.gen)
+            });
+            self.timer_sweep_at = 2 * self.timers.len() + TIMER_SLACK;
+        }
         self.timers.push(Reverse(Timer {
             at,
             slot,
@@ -299,7 +325,7 @@ impl Worker<'_> {
                     self.counters().add(Counter::ConnsFailed, 1);
                     if self.shared.verbosity >= 1 && !self.dest_stats[d].reported {
                         self.dest_stats[d].reported = true;
-                        eprintln!(
+                        diag!(
                             "Connection to {} is not done: {}",
                             Bracketed(addr),
                             sys::strerror(e)
@@ -318,7 +344,7 @@ impl Worker<'_> {
                 PollMode::Edge,
             )
         } {
-            eprintln!("tcpkali-w{}: cannot watch socket: {e}", self.plan.index);
+            diag!("tcpkali-w{}: cannot watch socket: {e}", self.plan.index);
             self.counters().add(Counter::ConnsFailed, 1);
             return;
         }
@@ -336,7 +362,7 @@ impl Worker<'_> {
         if connected {
             self.established(slot, gen, now);
         } else {
-            let at = now + self.shared.connect_timeout.as_nanos() as u64;
+            let at = now.saturating_add(ns(self.shared.connect_timeout));
             self.add_timer(at, slot, gen, TimerKind::ConnectTimeout);
             self.publish_gauges();
         }
@@ -361,7 +387,7 @@ impl Worker<'_> {
         self.dest_stats[dest].successes += 1;
         if verbose {
             if let Some((local, peer)) = sys::endpoints(fd) {
-                eprintln!(
+                diag!(
                     "Connection {} -> {} opened as {fd}",
                     Bracketed(local),
                     Bracketed(peer)
@@ -378,13 +404,13 @@ impl Worker<'_> {
                 self.close(slot, gen, CloseReason::Lifetime);
                 return;
             }
-            self.add_timer(now + life.as_nanos() as u64, slot, gen, TimerKind::Lifetime);
+            self.add_timer(now.saturating_add(ns(life)), slot, gen, TimerKind::Lifetime);
         }
         let shared = self.shared;
         let Some(c) = self.conns.get_mut(slot, gen) else {
             return;
         };
-        let send_at = c.created + shared.delay_send.as_nanos() as u64;
+        let send_at = c.created.saturating_add(ns(shared.delay_send));
         // The send schedule starts when sending may start.
         if let Some(rate) = &shared.send_rate {
             c.send_sched = Schedule::new(rate, send_at.max(now));
@@ -409,9 +435,33 @@ impl Worker<'_> {
                 Ok(Some(fd)) => fd,
                 Ok(None) => return,
                 Err(nix::Error::EINTR) | Err(nix::Error::ECONNABORTED) => continue,
+                Err(
+                    e @ (nix::Error::EMFILE
+                    | nix::Error::ENFILE
+                    | nix::Error::ENOBUFS
+                    | nix::Error::ENOMEM),
+                ) => {
+                    // The listener stays readable while connections wait, so
+                    // a level-triggered listener would spin: rest it a while.
+                    if self.shared.verbosity >= 1 {
+                        diag!(
+                            "Accept failed, pausing the listener for 100 ms: {}",
+                            sys::strerror(e)
+                        );
+                    }
+                    // SAFETY: the listener stays open; it is re-added later.
+                    let _ = self.poller.delete(unsafe { BorrowedFd::borrow_raw(lfd) });
+                    self.add_timer(
+                        now + LISTENER_PAUSE_NS,
+                        index as u32,
+                        0,
+                        TimerKind::ResumeListener,
+                    );
+                    return;
+                }
                 Err(e) => {
                     if self.shared.verbosity >= 2 {
-                        eprintln!("Accept failed: {}", sys::strerror(e));
+                        diag!("Accept failed: {}", sys::strerror(e));
                     }
                     return;
                 }
@@ -419,7 +469,6 @@ impl Worker<'_> {
             // Options are inherited from the listener, except TCP_NODELAY
             // on older kernels: apply them all again, it is cheap.
             let _ = self.shared.sockopts.apply(&fd);
-            self.counters().add(Counter::ConnsAccepted, 1);
             let (slot, gen) = self.conns.vacant();
             // SAFETY: as in `connect_one`.
             if unsafe {
@@ -433,6 +482,7 @@ impl Worker<'_> {
             {
                 continue;
             }
+            self.counters().add(Counter::ConnsAccepted, 1);
             let mut c = Conn::new(fd, gen, Direction::In, Phase::Open, now);
             c.readable = true;
             c.writable = true;
@@ -440,6 +490,19 @@ impl Worker<'_> {
             self.open.inbound += 1;
             self.publish_gauges();
             self.after_open(slot, gen, now);
+        }
+    }
+
+    fn resume_listener(&mut self, index: usize) {
+        if let Some(&fd) = self.plan.listeners.get(index) {
+            // SAFETY: as at start-up; the listener was deleted when paused.
+            let _ = unsafe {
+                self.poller.add_with_mode(
+                    fd,
+                    Event::readable(LISTENER_KEY | index),
+                    PollMode::Level,
+                )
+            };
         }
     }
 
@@ -471,6 +534,10 @@ impl Worker<'_> {
                 break;
             }
             self.timers.pop();
+            if t.kind == TimerKind::ResumeListener {
+                self.resume_listener(t.slot as usize);
+                continue;
+            }
             let Some(c) = self.conns.get_mut(t.slot, t.gen) else {
                 continue;
             };
@@ -481,6 +548,7 @@ impl Worker<'_> {
                 TimerKind::ConnectTimeout => {}
                 TimerKind::Lifetime => self.close(t.slot, t.gen, CloseReason::Lifetime),
                 TimerKind::DelaySend => self.service(t.slot, t.gen, now),
+                TimerKind::ResumeListener => {}
                 TimerKind::SendPace | TimerKind::RecvPace => {
                     let armed = if t.kind == TimerKind::SendPace {
                         &mut c.send_timer
@@ -663,11 +731,11 @@ impl Worker<'_> {
     /// Ok(true): budget ran out with the socket still writable.
     fn write_some(&mut self, slot: u32, gen: u32, now: u64) -> Result<bool, CloseReason> {
         let shared = self.shared;
-        let delay = shared.delay_send.as_nanos() as u64;
+        let delay = ns(shared.delay_send);
         let Some(c) = self.conns.get_mut(slot, gen) else {
             return Ok(false);
         };
-        if !c.writable || c.phase != Phase::Open || now < c.created + delay {
+        if !c.writable || c.phase != Phase::Open || now < c.created.saturating_add(delay) {
             return Ok(false);
         }
         let (fd, dir, mut pos) = (c.fd.as_raw_fd(), c.dir, c.pos);
@@ -767,7 +835,9 @@ impl Worker<'_> {
         let _ = self
             .poller
             .delete(unsafe { BorrowedFd::borrow_raw(c.fd.as_raw_fd()) });
+        // Only -v output needs the peer; an accepted one costs syscalls.
         let peer = match c.dir {
+            _ if self.shared.verbosity == 0 => None,
             Direction::Out { dest } => self.plan.destinations.get(dest as usize).map(|d| d.addr),
             Direction::In => sys::endpoints(c.fd.as_raw_fd()).map(|(_, p)| p),
         };
@@ -800,13 +870,13 @@ impl Worker<'_> {
         };
         match reason {
             CloseReason::ConnectFailed(e) | CloseReason::ReadError(e) if v >= 1 => {
-                eprintln!("Closing {peer}: {}", sys::strerror(e))
+                diag!("Closing {peer}: {}", sys::strerror(e))
             }
             CloseReason::ConnectTimeout if v >= 1 => {
-                eprintln!("Connection to {peer} is being closed: Connection timed out")
+                diag!("Connection to {peer} is being closed: Connection timed out")
             }
-            CloseReason::WriteError(_) if v >= 1 => eprintln!("Connection reset by {peer}"),
-            CloseReason::PeerClosed if v >= 2 => eprintln!("Connection half-closed by {peer}"),
+            CloseReason::WriteError(_) if v >= 1 => diag!("Connection reset by {peer}"),
+            CloseReason::PeerClosed if v >= 2 => diag!("Connection half-closed by {peer}"),
             _ => {}
         }
     }

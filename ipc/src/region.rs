@@ -21,7 +21,8 @@ pub enum RegionError {
         /// The version found in the region.
         found: u64,
     },
-    /// The object is smaller than its header says.
+    /// The object is smaller than its header says, or its worker count
+    /// is out of range.
     Truncated(String),
 }
 
@@ -51,8 +52,13 @@ fn slots_offset() -> usize {
     size_of::<Header>().next_multiple_of(align_of::<Slot>())
 }
 
-fn region_size(workers: usize) -> usize {
-    slots_offset() + workers * size_of::<Slot>()
+/// Most slots a region may have (also bounds what a reader trusts).
+pub const MAX_WORKERS: usize = 4096;
+
+fn region_size(workers: usize) -> Option<usize> {
+    workers
+        .checked_mul(size_of::<Slot>())?
+        .checked_add(slots_offset())
 }
 
 /// A mapped stats region (the supervisor's, a worker's inherited copy, or a
@@ -76,8 +82,11 @@ impl Region {
     /// Creates the region `name` (mode 0600, zero-filled) with `workers`
     /// slots. The creator owns the name: dropping it removes the name.
     pub fn create(name: &str, workers: usize) -> Result<Region, RegionError> {
+        let size = region_size(workers)
+            .filter(|_| workers <= MAX_WORKERS)
+            .ok_or_else(|| RegionError::Truncated(name.to_string()))?;
         let shm = ShmemConf::new()
-            .size(region_size(workers))
+            .size(size)
             .os_id(name)
             .create()
             .map_err(|e| RegionError::Shm(name.to_string(), e))?;
@@ -125,7 +134,8 @@ impl Region {
             });
         }
         let workers = h.workers.load(Relaxed) as usize;
-        if region.shm.len() < region_size(workers) {
+        let fits = region_size(workers).is_some_and(|size| size <= region.shm.len());
+        if workers == 0 || workers > MAX_WORKERS || !fits {
             return Err(RegionError::Truncated(name.to_string()));
         }
         region.workers = workers;
@@ -188,8 +198,11 @@ impl Region {
 }
 
 /// Removes `/tcpkali.<pid>` objects left by runs whose supervisor is gone
-/// (e.g. killed with SIGKILL). Returns the names removed.
+/// (e.g. killed with SIGKILL), and one carrying our own pid (left by an
+/// earlier process that had this pid, as in a restarted container).
+/// Returns the names removed.
 pub fn remove_stale_regions() -> Vec<String> {
+    let own = std::process::id() as i32;
     let mut removed = Vec::new();
     let Ok(dir) = std::fs::read_dir("/dev/shm") else {
         return removed;
@@ -206,9 +219,10 @@ pub fn remove_stale_regions() -> Vec<String> {
             continue;
         };
         // SAFETY: kill with signal 0 only checks for existence.
-        let gone = pid > 0
-            && unsafe { libc::kill(pid, 0) } != 0
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        let gone = pid == own
+            || (pid > 0
+                && unsafe { libc::kill(pid, 0) } != 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH));
         if gone {
             if let Ok(c) = std::ffi::CString::new(format!("/{name}")) {
                 // SAFETY: a valid NUL-terminated name.
@@ -273,6 +287,27 @@ mod tests {
             Err(RegionError::NotARegion(_)) => {}
             other => panic!("expected NotARegion, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_leftover_region_with_our_own_pid_is_stale() {
+        let name = region_name(std::process::id());
+        let _left = ShmemConf::new()
+            .size(4096)
+            .os_id(&name)
+            .create()
+            .map(|mut s| {
+                s.set_owner(false);
+                s
+            });
+        assert!(remove_stale_regions().contains(&name));
+        assert!(Region::create(&name, 1).is_ok(), "the name is free again");
+    }
+
+    #[test]
+    fn absurd_worker_counts_are_refused() {
+        let name = format!("/tcpkali-test-absurd.{}", std::process::id());
+        assert!(Region::create(&name, MAX_WORKERS + 1).is_err());
     }
 
     #[test]
