@@ -291,12 +291,12 @@ static FLAGS: &[Flag] = &[
     flag(Id::Version, &["version"], None, Switch, General, "Print the version, then exit").common(),
     flag(Id::VerboseUp, &[], Some(b'v'), Switch, General, "Increase verbosity (repeat up to -vvv)").common(),
     flag(Id::Verbose, &["verbose"], None, Req("<level>"), General, "Set verbosity level [0..3]").default("0"),
-    flag(Id::DumpOne, &["dump-one"], Some(b'd'), Switch, General, "Dump data sent and received on one connection").unsupported(),
-    flag(Id::DumpOneIn, &["dump-one-in"], None, Switch, General, "Dump data received on one connection").unsupported(),
-    flag(Id::DumpOneOut, &["dump-one-out"], None, Switch, General, "Dump data sent on one connection").unsupported(),
-    flag(Id::DumpAll, &["dump-all"], None, Switch, General, "Dump data sent and received on every connection").unsupported(),
-    flag(Id::DumpAllIn, &["dump-all-in"], None, Switch, General, "Dump data received on every connection").unsupported(),
-    flag(Id::DumpAllOut, &["dump-all-out"], None, Switch, General, "Dump data sent on every connection").unsupported(),
+    flag(Id::DumpOne, &["dump-one"], Some(b'd'), Switch, General, "Dump data sent and received on one connection"),
+    flag(Id::DumpOneIn, &["dump-one-in"], None, Switch, General, "Dump data received on one connection"),
+    flag(Id::DumpOneOut, &["dump-one-out"], None, Switch, General, "Dump data sent on one connection"),
+    flag(Id::DumpAll, &["dump-all"], None, Switch, General, "Dump data sent and received on every connection"),
+    flag(Id::DumpAllIn, &["dump-all-in"], None, Switch, General, "Dump data received on every connection"),
+    flag(Id::DumpAllOut, &["dump-all-out"], None, Switch, General, "Dump data sent on every connection"),
     flag(Id::Workers, &["workers"], Some(b'w'), Req("<N>"), General, "Number of worker processes [1..1024]").default("one per CPU"),
     flag(Id::Server, &["server"], None, Req("<host:port>"), General, "Take start/rate/stop commands from an orchestration server").unsupported(),
     // Network stack
@@ -335,7 +335,7 @@ static FLAGS: &[Flag] = &[
     flag(Id::LatencyMarker, &["latency-marker"], None, Req("<string>"), Latency, "Measure latency until this string is received").unsupported(),
     flag(Id::LatencyMarkerSkip, &["latency-marker-skip"], None, Req("<N>"), Latency, "Ignore the first N markers on each connection").default("0").unsupported(),
     flag(Id::LatencyPercentiles, &["latency-percentiles"], None, Req("<list>"), Latency, "Percentiles to report, e.g. 50,95,99.9").default("95,99,99.5").unsupported(),
-    flag(Id::MessageMarker, &["message-marker"], None, Switch, Latency, "Measure latency from \\{message.marker} timestamps").unsupported(),
+    flag(Id::MessageMarker, &["message-marker"], None, Switch, Latency, "Measure latency from \\{message.marker} timestamps"),
     // StatsD
     flag(Id::Statsd, &["statsd"], None, Switch, Statsd, "Send statistics to StatsD").unsupported(),
     flag(Id::StatsdHost, &["statsd-host"], None, Req("<host>"), Statsd, "StatsD host").default("127.0.0.1").unsupported(),
@@ -948,18 +948,20 @@ impl State {
             Id::MessageFile => self.file_snippet(&v, false)?,
 
             // Not supported yet: check the value's syntax only.
-            Id::DumpOne
-            | Id::DumpOneIn
-            | Id::DumpOneOut
-            | Id::DumpAll
-            | Id::DumpAllIn
-            | Id::DumpAllOut
-            | Id::Websocket
-            | Id::Ssl
-            | Id::LatencyConnect
-            | Id::LatencyFirstByte
-            | Id::MessageMarker
-            | Id::Statsd => {}
+            Id::DumpOne => {
+                o.dump.one_in = true;
+                o.dump.one_out = true;
+            }
+            Id::DumpOneIn => o.dump.one_in = true,
+            Id::DumpOneOut => o.dump.one_out = true,
+            Id::DumpAllIn => o.dump.all_in = true,
+            Id::DumpAllOut => o.dump.all_out = true,
+            Id::DumpAll => {
+                o.dump.all_in = true;
+                o.dump.all_out = true;
+            }
+            Id::MessageMarker => o.message_marker = true,
+            Id::Websocket | Id::Ssl | Id::LatencyConnect | Id::LatencyFirstByte | Id::Statsd => {}
             Id::Server => {
                 if !v.text()?.contains(':') {
                     return Err(v.invalid("expected host:port"));

@@ -3,6 +3,7 @@
 //! `cli` fills an [`Options`] from argv (no syscalls beyond reading message
 //! files); `setup` turns it into resolved addresses and sockets.
 
+use crate::dump::DumpSpec;
 use std::time::Duration;
 
 /// Where to connect: one `host:port[/path]` operand as typed.
@@ -71,6 +72,11 @@ pub struct Options {
     /// `--channel-bandwidth-downstream`, bytes per second per connection
     /// (0: never read).
     pub bandwidth_down: Option<f64>,
+    /// `-d`, `--dump-*`.
+    pub dump: DumpSpec,
+    /// `--message-marker`: look for `\{message.marker}` timestamps in what
+    /// every connection receives (also on when a message contains one).
+    pub message_marker: bool,
     /// `-1`, `--first-message-file`, in order.
     pub first_messages: Vec<Snippet>,
     /// `-m`, `-f`, in order; concatenated they form one message.
@@ -99,6 +105,8 @@ impl Default for Options {
             message_rate: None,
             bandwidth_up: None,
             bandwidth_down: None,
+            dump: DumpSpec::default(),
+            message_marker: false,
             first_messages: Vec::new(),
             messages: Vec::new(),
         }

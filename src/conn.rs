@@ -1,6 +1,7 @@
 //! One connection's state: where it is in its life, what it has sent, and
 //! what the reactor last learned about its readiness.
 
+use crate::latency::MarkerScan;
 use crate::pace::Schedule;
 use std::os::fd::OwnedFd;
 
@@ -72,6 +73,10 @@ pub struct Conn {
     /// Time of the armed send and read pacing timers (0: none).
     pub send_timer: u64,
     pub recv_timer: u64,
+    /// `DUMP_IN`/`DUMP_OUT` bits: which directions are dumped.
+    pub dump: u8,
+    /// Position in the message-marker grammar of the received stream.
+    pub scan: MarkerScan,
 }
 
 impl Conn {
@@ -92,6 +97,8 @@ impl Conn {
             recv_sched: Schedule::default(),
             send_timer: 0,
             recv_timer: 0,
+            dump: 0,
+            scan: MarkerScan::default(),
         }
     }
 }

@@ -11,6 +11,8 @@ mod cli;
 mod config;
 mod conn;
 mod content;
+mod dump;
+mod latency;
 mod pace;
 mod payload;
 mod report;

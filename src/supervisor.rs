@@ -167,6 +167,8 @@ fn build_shared(plan: &Plan) -> Shared {
         },
         recv_rate: o.bandwidth_down.filter(|&bw| bw > 0.0).map(Rate::bytes),
         never_read: o.bandwidth_down == Some(0.0),
+        dump: o.dump,
+        message_marker: o.message_marker,
     }
 }
 
@@ -414,11 +416,9 @@ impl Supervisor {
                 terminal_columns(),
             ),
             Phase::Steady { since, .. } => {
-                let mps = self
-                    .plan
-                    .opts
-                    .message_rate
-                    .map(|_| (rates.msgs_rx.value(), rates.msgs_tx.value()));
+                let o = &self.plan.opts;
+                let mps = (o.message_rate.is_some() || o.message_marker)
+                    .then(|| (rates.msgs_rx.value(), rates.msgs_tx.value()));
                 let text = report::progress_line(rates.rx.value(), rates.tx.value(), snap, mps);
                 let utf8 = std::env::var("LANG")
                     .map(|l| l.to_lowercase().contains("utf-8"))
@@ -473,7 +473,7 @@ impl Supervisor {
             delta: last.since(&base),
             duration: (now - since).as_secs_f64(),
             channels: last.gauge(Gauge::OpenIn) + last.gauge(Gauge::OpenOut),
-            message_rates: false,
+            message_rates: self.plan.opts.message_marker,
         });
         print!("{text}");
         let lag = self

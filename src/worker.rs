@@ -2,6 +2,8 @@
 //! its counters into its own slot of the stats region.
 
 use crate::conn::{self, CloseReason, Conn, Direction, Phase, Slab};
+use crate::dump::{self, DumpSpec, DUMP_IN, DUMP_OUT};
+use crate::latency;
 use crate::pace::{Pacer, Rate, Schedule};
 use crate::payload::Payload;
 use crate::sys::{self, Bracketed, SockOpts};
@@ -35,6 +37,10 @@ pub struct Shared {
     pub recv_rate: Option<Rate>,
     /// `--channel-bandwidth-downstream=0`: never read.
     pub never_read: bool,
+    /// Which connections' traffic to dump.
+    pub dump: DumpSpec,
+    /// Scan received data for message markers.
+    pub message_marker: bool,
 }
 
 /// One destination address and this worker's share of source addresses.
@@ -134,6 +140,8 @@ struct Worker<'a> {
     open: Open,
     buf: Vec<u8>,
     hist: BucketLayout,
+    /// The connection `--dump-one` follows (worker 0 only).
+    dump_one: Option<(u32, u32)>,
 }
 
 /// Runs worker `plan.index` until the supervisor sets the stop word or the
@@ -169,6 +177,7 @@ pub fn run(region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
         open: Open::default(),
         buf: vec![0u8; READ_BUFFER],
         hist: BucketLayout::standard(),
+        dump_one: None,
     };
     for (i, &fd) in plan.listeners.iter().enumerate() {
         // SAFETY: the listener stays open for the worker's whole life (the
@@ -407,9 +416,11 @@ impl Worker<'_> {
             self.add_timer(now.saturating_add(ns(life)), slot, gen, TimerKind::Lifetime);
         }
         let shared = self.shared;
+        let dump_flags = self.dump_flags(slot, gen);
         let Some(c) = self.conns.get_mut(slot, gen) else {
             return;
         };
+        c.dump = dump_flags;
         let send_at = c.created.saturating_add(ns(shared.delay_send));
         // The send schedule starts when sending may start.
         if let Some(rate) = &shared.send_rate {
@@ -422,6 +433,28 @@ impl Worker<'_> {
             self.add_timer(send_at, slot, gen, TimerKind::DelaySend);
         }
         self.service(slot, gen, now);
+    }
+
+    /// Dump flags for a connection that just opened: every connection's
+    /// with `--dump-all*`; with `--dump-one*`, worker 0 follows one
+    /// connection at a time (an outgoing one, or an accepted one when
+    /// there are no destinations).
+    fn dump_flags(&mut self, slot: u32, gen: u32) -> u8 {
+        let spec = self.shared.dump;
+        if spec.is_off() {
+            return 0;
+        }
+        let mut flags = spec.all_flags();
+        let eligible = match self.conns.get_mut(slot, gen).map(|c| c.dir) {
+            Some(Direction::Out { .. }) => true,
+            Some(Direction::In) => self.plan.destinations.is_empty(),
+            None => false,
+        };
+        if self.plan.index == 0 && self.dump_one.is_none() && eligible && spec.one_flags() != 0 {
+            self.dump_one = Some((slot, gen));
+            flags |= spec.one_flags();
+        }
+        flags
     }
 
     // ---- accepted connections ----
@@ -657,6 +690,7 @@ impl Worker<'_> {
                 Ok(n) => {
                     total += n;
                     reads += 1;
+                    self.inspect_received(slot, gen, fd, n);
                     if n < want {
                         // Drained: a new edge will announce more data.
                         result = Ok(false);
@@ -696,6 +730,30 @@ impl Worker<'_> {
             }
         }
         result
+    }
+
+    /// Dumps and scans the first `n` bytes of the read buffer, as the
+    /// connection's options ask; costs nothing when neither is on.
+    fn inspect_received(&mut self, slot: u32, gen: u32, fd: RawFd, n: usize) {
+        let Some(c) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        let data = &self.buf[..n];
+        if c.dump & DUMP_IN != 0 {
+            dump::emit(false, fd, data);
+        }
+        if self.shared.message_marker {
+            let (slot_stats, hist) = (self.slot, &self.hist);
+            let now_us = latency::wall_micros();
+            let mut found = 0u64;
+            c.scan.feed(data, |stamp| {
+                found += 1;
+                slot_stats.record_us(HistKind::Message, hist, now_us.saturating_sub(stamp));
+            });
+            if found > 0 {
+                self.slot.counters.add(Counter::MsgsRcvd, found);
+            }
+        }
     }
 
     /// Bytes of repeated message the connection may write now: unlimited
@@ -739,6 +797,7 @@ impl Worker<'_> {
             return Ok(false);
         }
         let (fd, dir, mut pos) = (c.fd.as_raw_fd(), c.dir, c.pos);
+        let dump_out = c.dump & DUMP_OUT != 0;
         let Some(payload) = (match dir {
             Direction::Out { .. } => Some(&shared.client),
             Direction::In => shared.server.as_ref(),
@@ -774,6 +833,11 @@ impl Worker<'_> {
                 Ok(n) => {
                     sent += n as u64;
                     writes += 1;
+                    if dump_out {
+                        let mut shown = head[..n.min(head.len())].to_vec();
+                        shown.extend_from_slice(&body[..n - n.min(head.len())]);
+                        dump::emit(true, fd, &shown);
+                    }
                     let from_head = n.min(head.len());
                     pos.once_sent += from_head;
                     let from_body = n - from_head;
@@ -831,6 +895,9 @@ impl Worker<'_> {
         let Some(c) = self.conns.remove(slot) else {
             return;
         };
+        if self.dump_one == Some((slot, gen)) {
+            self.dump_one = None;
+        }
         // SAFETY: the descriptor is still open (owned by `c`).
         let _ = self
             .poller
