@@ -1298,7 +1298,9 @@ mod tests {
             err_text(&["-dvc2q", "h:1"]),
             "--connections=2q: unknown unit \"q\" (expected a number with optional k or m)"
         );
-        assert_eq!(err_text(&["-dvc2", "h:1"]), "--dump-one: not supported yet");
+        let o = opts(&["-dvc2", "h:1"]);
+        assert!(o.dump.one_in && o.dump.one_out);
+        assert_eq!((o.verbosity, o.connections), (1, 2));
     }
 
     #[test]
@@ -1374,10 +1376,9 @@ mod tests {
             opts(&["--message", "x", "h:1"]).messages[0].origin,
             "--message"
         );
-        assert_eq!(
-            err_text(&["--dump-one", "h:1"]),
-            "--dump-one: not supported yet"
-        );
+        // --dump-one is exact although --dump-one-in/-out extend it.
+        let d = opts(&["--dump-one", "h:1"]).dump;
+        assert!(d.one_in && d.one_out && !d.all_in);
         assert_eq!(
             err_text(&["--statsd", "h:1"]),
             "--statsd: not supported yet"
@@ -1838,13 +1839,7 @@ mod tests {
             assert!(text.contains(want), "{line:?}: {text}");
         }
         for line in [
-            &["-d"][..],
-            &["--dump-one-in"],
-            &["--dump-one-out"],
-            &["--dump-all"],
-            &["--dump-all-in"],
-            &["--dump-all-out"],
-            &["--server=h:1"],
+            &["--server=h:1"][..],
             &["--ws"],
             &["--websocket"],
             &["--ssl-cert=c"],
@@ -1856,7 +1851,6 @@ mod tests {
             &["--latency-marker=x"],
             &["--latency-marker-skip=5"],
             &["--latency-percentiles=50,99.9/100,"],
-            &["--message-marker"],
             &["--statsd-host=h"],
             &["--statsd-port=8125"],
             &["--statsd-namespace=n"],
