@@ -162,7 +162,6 @@ fn options_not_built_yet_are_refused_not_ignored() {
         &["-r", "@5ms"][..],
         &["--ws"],
         &["--latency-connect"],
-        &["-d"],
         &["--statsd"],
         &["-m", "\\{connection.uid}"],
     ] {
