@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use crate::config::{DestSpec, ListenSpec, Options, Snippet};
 use crate::content::{self, MessageFileError};
+use crate::expr::Template;
 use crate::units::{self, fmt_g, UnitError};
 
 /// What the command line asked for.
@@ -805,11 +806,6 @@ impl State {
     }
 
     fn snippet(&mut self, data: Vec<u8>, origin: String, first: bool) -> Result<(), CliError> {
-        if data.windows(2).any(|w| w == b"\\{") {
-            return Err(CliError::Usage(format!(
-                "{origin}: \\{{...}} expressions are not supported yet"
-            )));
-        }
         self.snippets.push(RawSnippet {
             data,
             origin,
@@ -1041,15 +1037,20 @@ impl State {
     }
 
     /// Unescapes and files away the message data.
-    fn finish_snippets(&mut self) {
+    /// Parses every message snippet (expressions, then `-e` on literal
+    /// runs, wherever `-e` appeared on the line).
+    fn finish_snippets(&mut self) -> Result<(), CliError> {
+        // `global.re` draws once, here; the seed need not be reproducible.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id());
+        let mut rng = oorandom::Rand32::new(seed);
         for raw in std::mem::take(&mut self.snippets) {
-            let data = if self.unescape {
-                content::unescape(&raw.data)
-            } else {
-                raw.data
-            };
+            let template = Template::parse(&raw.data, self.unescape, &mut rng)
+                .map_err(|e| CliError::Usage(format!("{}: {e}", raw.origin)))?;
             let snippet = Snippet {
-                data,
+                template,
                 origin: raw.origin,
             };
             if raw.first {
@@ -1058,6 +1059,7 @@ impl State {
                 self.opts.messages.push(snippet);
             }
         }
+        Ok(())
     }
 }
 
@@ -1081,12 +1083,17 @@ fn validate(opts: &mut Options, notes: &mut Vec<String>) -> Result<(), CliError>
                 .to_string(),
         ));
     }
-    if opts.message_rate.is_some() && opts.message().is_empty() {
-        return Err(CliError::Usage(if opts.messages.is_empty() {
+    let content = opts.content();
+    if content.has_markers() {
+        opts.message_marker = true;
+    }
+    let lengths = content.message_lengths(false);
+    if opts.message_rate.is_some() && lengths.min == 0 {
+        return Err(CliError::Usage(if lengths.max > 0 {
+            "--message may resolve to zero length, double-check regular expression".to_string()
+        } else {
             "--message-rate parameter makes no sense without --message or --message-file"
                 .to_string()
-        } else {
-            "--message-rate: the --message data is empty, nothing to pace".to_string()
         }));
     }
     if opts.destinations.is_empty() {
@@ -1148,7 +1155,7 @@ pub fn parse(args: &[OsString]) -> Result<Action, CliError> {
     if let Some(option) = state.unsupported.take() {
         return Err(CliError::NotSupported { option });
     }
-    state.finish_snippets();
+    state.finish_snippets()?;
     let State {
         mut opts,
         mut notes,
@@ -1197,8 +1204,29 @@ mod tests {
         err(list).to_string()
     }
 
-    fn data(snippets: &[Snippet]) -> Vec<&[u8]> {
-        snippets.iter().map(|s| s.data.as_slice()).collect()
+    /// What a snippet renders to (client side, connection 1).
+    fn render(t: &Template) -> Vec<u8> {
+        let mut rng = oorandom::Rand32::new(1);
+        let mut ctx = crate::expr::RenderCtx {
+            uid: 1,
+            ptr: 0,
+            rng: &mut rng,
+            client_side: true,
+        };
+        let mut out = Vec::new();
+        t.render(&mut ctx, &mut out, &mut Vec::new());
+        out
+    }
+
+    fn data(snippets: &[Snippet]) -> Vec<Vec<u8>> {
+        snippets.iter().map(|s| render(&s.template)).collect()
+    }
+
+    fn message(o: &Options) -> Vec<u8> {
+        o.messages
+            .iter()
+            .flat_map(|s| render(&s.template))
+            .collect()
     }
 
     fn temp_file(name: &str, content: &[u8]) -> String {
@@ -1283,9 +1311,9 @@ mod tests {
     #[test]
     fn bundled_short_options() {
         let o = opts(&["-em", "a\\tb", "h:1"]);
-        assert_eq!(data(&o.messages), vec![b"a\tb".as_slice()]);
+        assert_eq!(data(&o.messages), vec![b"a\tb".to_vec()]);
         let o = opts(&["-me", "h:1"]);
-        assert_eq!(data(&o.messages), vec![b"e".as_slice()]);
+        assert_eq!(data(&o.messages), vec![b"e".to_vec()]);
         assert_eq!(o.destinations.len(), 1);
         assert_eq!(opts(&["-vvv", "h:1"]).verbosity, 3);
         assert_eq!(opts(&["-vvvvv", "h:1"]).verbosity, 3);
@@ -1715,10 +1743,10 @@ mod tests {
         assert_eq!(o.messages[0].origin, "--message");
         assert_eq!(o.messages[1].origin, format!("--message-file={f}"));
         assert_eq!(o.first_messages[0].origin, "--first-message");
-        assert_eq!(o.message(), b"a\nF\nb");
+        assert_eq!(message(&o), b"a\nF\nb");
         // Without -e the data is kept as typed.
         let o = opts(&["-m", "a\\n", "h:1"]);
-        assert_eq!(o.message(), b"a\\n");
+        assert_eq!(message(&o), b"a\\n");
     }
 
     #[test]
@@ -1726,7 +1754,7 @@ mod tests {
         let f = temp_file("first", b"");
         let p = run(&["--first-message-file", &f, "h:1"]);
         let _ = std::fs::remove_file(&f);
-        assert_eq!(data(&p.options.first_messages), vec![b"".as_slice()]);
+        assert_eq!(data(&p.options.first_messages), vec![b"".to_vec()]);
         assert_eq!(p.notes, [format!("{f}: Warning: file has no content")]);
     }
 
@@ -1745,24 +1773,35 @@ mod tests {
     }
 
     #[test]
-    fn expressions_refused() {
+    fn expressions_are_parsed_and_errors_name_the_option() {
+        let o = opts(&["-m", "GET /image-\\{connection.uid%10}.jpg", "h:1"]);
+        assert_eq!(message(&o), b"GET /image-1.jpg");
         assert_eq!(
-            err_text(&["-m", "GET /\\{connection.uid}", "h:1"]),
-            "--message: \\{...} expressions are not supported yet"
+            err_text(&["-1", "\\{bogus}", "h:1"]),
+            "--first-message: unknown expression \"\\{bogus}\""
         );
-        assert_eq!(
-            err_text(&["-1", "\\{re [a-z]}", "h:1"]),
-            "--first-message: \\{...} expressions are not supported yet"
-        );
-        let f = temp_file("expr", b"x\\{connection.uid}");
+        assert!(err_text(&["-m", "\\{connection.uid % 0}", "h:1"])
+            .starts_with("--message: modulo by zero"));
+        let f = temp_file("expr", b"x\\{re [z-a]}");
         let text = err_text(&["-f", &f, "h:1"]);
         let _ = std::fs::remove_file(&f);
-        assert_eq!(
-            text,
-            format!("--message-file={f}: \\{{...}} expressions are not supported yet")
+        assert!(
+            text.starts_with(&format!("--message-file={f}: bad")),
+            "{text}"
         );
         // A plain brace is fine.
-        assert_eq!(opts(&["-m", "{}", "h:1"]).message(), b"{}");
+        assert_eq!(message(&opts(&["-m", "{}", "h:1"])), b"{}");
+        // A message marker switches message-marker mode on.
+        assert!(opts(&["-m", "\\{message.marker}", "h:1"]).message_marker);
+    }
+
+    #[test]
+    fn a_rate_needs_messages_that_cannot_be_empty() {
+        assert!(err_text(&["-r", "1", "-m", "\\{re a{0,3}}", "h:1"]).contains("zero length"));
+        assert_eq!(
+            opts(&["-r", "1", "-m", "\\{re a{1,3}}", "h:1"]).message_rate,
+            Some(1.0)
+        );
     }
 
     #[test]
@@ -1886,7 +1925,7 @@ mod tests {
             Ok(Action::Run(p)) => p.options,
             other => panic!("{other:?}"),
         };
-        assert_eq!(o.message(), [0xff, 0x00]);
+        assert_eq!(message(&o), [0xff, 0x00]);
         // Control characters in a value stay on one line.
         assert_eq!(
             err_text(&["-c", "1\n2", "h:1"]),

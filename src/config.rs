@@ -3,7 +3,9 @@
 //! `cli` fills an [`Options`] from argv (no syscalls beyond reading message
 //! files); `setup` turns it into resolved addresses and sockets.
 
+use crate::content::Content;
 use crate::dump::DumpSpec;
+use crate::expr::Template;
 use std::time::Duration;
 
 /// Where to connect: one `host:port[/path]` operand as typed.
@@ -30,10 +32,10 @@ pub struct ListenSpec {
 }
 
 /// One piece of message data in command-line order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Snippet {
-    /// The bytes after `-e` unescaping (when asked for).
-    pub data: Vec<u8>,
+    /// The parsed text (literal runs `-e`-unescaped when asked for).
+    pub template: Template,
     /// Where it came from, for error messages: `--message`, `--message-file=F`...
     pub origin: String,
 }
@@ -114,19 +116,16 @@ impl Default for Options {
 }
 
 impl Options {
-    /// The repeated message: every `-m`/`-f` snippet concatenated.
-    pub fn message(&self) -> Vec<u8> {
-        self.messages
-            .iter()
-            .flat_map(|s| s.data.iter().copied())
-            .collect()
-    }
-
-    /// Everything sent once at the start of a connection.
-    pub fn first_message(&self) -> Vec<u8> {
-        self.first_messages
-            .iter()
-            .flat_map(|s| s.data.iter().copied())
-            .collect()
+    /// The message data: `-1`/`--first-message-file` sent once, then the
+    /// `-m`/`-f` snippets concatenated into the repeated message.
+    pub fn content(&self) -> Content {
+        Content {
+            once: self
+                .first_messages
+                .iter()
+                .map(|s| s.template.clone())
+                .collect(),
+            body: self.messages.iter().map(|s| s.template.clone()).collect(),
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::latency::MarkerScan;
 use crate::pace::Schedule;
+use crate::payload::Own;
 use std::os::fd::OwnedFd;
 
 /// Which side opened the connection.
@@ -77,6 +78,10 @@ pub struct Conn {
     pub dump: u8,
     /// Position in the message-marker grammar of the received stream.
     pub scan: MarkerScan,
+    /// `connection.uid` (0 when the content needs none).
+    pub uid: u64,
+    /// The connection's own send data, when its content is not static.
+    pub own: Option<Box<Own>>,
 }
 
 impl Conn {
@@ -99,6 +104,8 @@ impl Conn {
             recv_timer: 0,
             dump: 0,
             scan: MarkerScan::default(),
+            uid: 0,
+            own: None,
         }
     }
 }

@@ -1,8 +1,10 @@
-//! Message data: the `-e` backslash unescaping and reading message files.
+//! Message data: the `-e` backslash unescaping, reading message files, and
+//! the run's parsed messages ([`Content`]).
 //!
-//! `\{...}` expressions are not handled here: `unescape` passes `\{`
-//! through untouched so that a later expression stage still sees it.
+//! `\{...}` expressions are parsed by `expr`: `unescape` passes `\{`
+//! through untouched so that the expression stage still sees it.
 
+use crate::expr::{Lengths, Piece, RenderCtx, Scope, Template};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
@@ -319,6 +321,85 @@ mod tests {
         if std::path::Path::new("/dev/zero").exists() {
             let err = read_message_file("/dev/zero", "-f").expect_err("capped");
             assert!(matches!(err, MessageFileError::TooLarge { .. }));
+        }
+    }
+}
+
+/// The run's message data, parsed: what every connection sends once, and
+/// the message it repeats (all `-m`/`-f` snippets, in order).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Content {
+    pub once: Vec<Template>,
+    pub body: Vec<Template>,
+}
+
+fn pieces_have_marker(pieces: &[Piece]) -> bool {
+    pieces.iter().any(|p| match p {
+        Piece::MessageMarker => true,
+        Piece::Raw(inner) => pieces_have_marker(inner),
+        _ => false,
+    })
+}
+
+impl Content {
+    fn all(&self) -> impl Iterator<Item = &Template> {
+        self.once.iter().chain(&self.body)
+    }
+
+    /// How often the data must be rendered: once, per connection, or per
+    /// message.
+    pub fn scope(&self) -> Scope {
+        self.all()
+            .map(Template::scope)
+            .max()
+            .unwrap_or(Scope::Static)
+    }
+
+    /// True when a `\{message.marker}` appears anywhere.
+    pub fn has_markers(&self) -> bool {
+        self.all().any(|t| pieces_have_marker(&t.pieces))
+    }
+
+    /// Length range of one repeated message on one side.
+    pub fn message_lengths(&self, client_side: bool) -> Lengths {
+        self.body.iter().fold(
+            Lengths {
+                min: 0,
+                max: 0,
+                avg: 0,
+            },
+            |acc, t| {
+                let l = t.lengths(client_side);
+                Lengths {
+                    min: acc.min.saturating_add(l.min),
+                    max: acc.max.saturating_add(l.max),
+                    avg: acc.avg.saturating_add(l.avg),
+                }
+            },
+        )
+    }
+
+    /// Appends the once-part.
+    pub fn render_once(
+        &self,
+        ctx: &mut RenderCtx<'_>,
+        out: &mut Vec<u8>,
+        markers: &mut Vec<usize>,
+    ) {
+        for t in &self.once {
+            t.render(ctx, out, markers);
+        }
+    }
+
+    /// Appends one repeated message.
+    pub fn render_message(
+        &self,
+        ctx: &mut RenderCtx<'_>,
+        out: &mut Vec<u8>,
+        markers: &mut Vec<usize>,
+    ) {
+        for t in &self.body {
+            t.render(ctx, out, markers);
         }
     }
 }

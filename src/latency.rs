@@ -3,10 +3,8 @@
 //! found by a streaming matcher that carries its state across reads, so a
 //! token split between two reads still counts once.
 
+use crate::expr::MARKER_PREFIX as PREFIX;
 use memchr::memchr;
-
-/// The fixed start of every message marker.
-pub const PREFIX: &[u8] = b"TCPKaliMsgTS-";
 /// Hex digits of the timestamp.
 const DIGITS: u8 = 16;
 

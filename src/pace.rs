@@ -118,6 +118,8 @@ pub struct Rate {
     pub unit_bytes: usize,
     /// Fewer units than this are not worth a system call.
     pub min_grant: u64,
+    /// Units are whole messages (`-r`), not bytes.
+    pub per_message: bool,
     /// How far behind its schedule a connection may fall before the
     /// missed units count as late; also bounds the burst after a stall.
     window_ns: u64,
@@ -135,7 +137,10 @@ const LATE_NS: u64 = 10_000_000;
 impl Rate {
     /// `per_sec` messages per second of `msg_len` bytes each.
     pub fn messages(per_sec: f64, msg_len: usize) -> Rate {
-        Rate::new(per_sec, msg_len.max(1), 1)
+        Rate {
+            per_message: true,
+            ..Rate::new(per_sec, msg_len.max(1), 1)
+        }
     }
 
     /// `per_sec` bytes per second, in grants of up to one segment.
@@ -155,6 +160,7 @@ impl Rate {
             ns_per_unit,
             unit_bytes,
             min_grant,
+            per_message: false,
             window_ns: window.min(u64::MAX as f64 / 4.0) as u64,
         }
     }

@@ -77,12 +77,171 @@ impl Payload {
         &self.area[off..end]
     }
 
+    /// Bytes from cycle offset `off` to the end of the `k`-th message from
+    /// there, and `k`.
+    pub fn bytes_for(&self, off: usize, k: u64) -> (usize, u64) {
+        let whole = usize::try_from(k)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(self.msg_len);
+        (whole - off % self.msg_len.max(1), k)
+    }
+
     /// Moves a cycle offset forward by `n` bytes; returns the new offset and
     /// how many messages were completed on the way.
     #[inline]
     pub fn advance(&self, off: usize, n: usize) -> (usize, u64) {
         let completed = (off % self.msg_len + n) / self.msg_len;
         ((off + n) % self.cycle, completed as u64)
+    }
+}
+
+/// Messages rendered for one connection and regenerated when used up
+/// (content with per-message expressions: `\{re ...}`, message markers).
+/// Boundaries are kept, so pacing and counting work with messages of
+/// varying length.
+#[derive(Debug, Clone, Default)]
+pub struct Generated {
+    buf: Vec<u8>,
+    /// End offset of each message in `buf`.
+    ends: Vec<usize>,
+    /// Start offsets of message markers in `buf`, ascending.
+    markers: Vec<usize>,
+    /// `markers[..stamped]` already carry their send time.
+    stamped: usize,
+}
+
+/// Send data a connection renders for itself (its content has
+/// per-connection or per-message expressions).
+#[derive(Debug, Clone)]
+pub enum Own {
+    /// Rendered once when the connection opened, then repeated.
+    Fixed(Payload),
+    /// The once-part, and messages rendered afresh batch by batch.
+    Generated { once: Vec<u8>, gen: Generated },
+}
+
+/// The repeated part of a connection's data, whichever way it is held.
+#[derive(Debug)]
+pub enum Body<'a> {
+    Cycle(&'a Payload),
+    Generated(&'a mut Generated),
+}
+
+impl Body<'_> {
+    /// True when there is a repeated message at all.
+    pub fn repeats(&self) -> bool {
+        match self {
+            Body::Cycle(p) => p.msg_len() > 0,
+            Body::Generated(_) => true,
+        }
+    }
+
+    /// The bytes ahead of `off` (see [`Payload::body_from`]).
+    pub fn from(&self, off: usize, one_message: bool) -> &[u8] {
+        match self {
+            Body::Cycle(p) => p.body_from(off, one_message),
+            Body::Generated(g) => g.body_from(off, one_message),
+        }
+    }
+
+    /// See [`Payload::advance`].
+    pub fn advance(&self, off: usize, n: usize) -> (usize, u64) {
+        match self {
+            Body::Cycle(p) => p.advance(off, n),
+            Body::Generated(g) => g.advance(off, n),
+        }
+    }
+
+    /// See [`Payload::bytes_for`].
+    pub fn bytes_for(&self, off: usize, k: u64) -> (usize, u64) {
+        match self {
+            Body::Cycle(p) => p.bytes_for(off, k),
+            Body::Generated(g) => g.bytes_for(off, k),
+        }
+    }
+}
+
+/// Most messages rendered at once (bounds the work of one refill).
+const MAX_BATCH: usize = 4096;
+
+impl Generated {
+    /// Replaces the contents with fresh messages until at least `min_bytes`
+    /// are buffered. `render` appends one message and the offsets of the
+    /// markers it wrote.
+    pub fn refill(
+        &mut self,
+        min_bytes: usize,
+        mut render: impl FnMut(&mut Vec<u8>, &mut Vec<usize>),
+    ) {
+        self.buf.clear();
+        self.ends.clear();
+        self.markers.clear();
+        self.stamped = 0;
+        while self.ends.len() < MAX_BATCH {
+            render(&mut self.buf, &mut self.markers);
+            self.ends.push(self.buf.len());
+            if self.buf.len() >= min_bytes {
+                break;
+            }
+        }
+    }
+
+    /// Bytes buffered (0 before the first refill).
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Index of the message that contains offset `off`.
+    fn message_at(&self, off: usize) -> usize {
+        self.ends.partition_point(|&e| e <= off)
+    }
+
+    /// The bytes from `off` to the end of the buffer, or to the end of the
+    /// current message.
+    pub fn body_from(&self, off: usize, one_message: bool) -> &[u8] {
+        let end = if one_message {
+            self.ends
+                .get(self.message_at(off))
+                .copied()
+                .unwrap_or(self.buf.len())
+        } else {
+            self.buf.len()
+        };
+        self.buf.get(off..end).unwrap_or(&[])
+    }
+
+    /// Moves `off` forward by `n`; returns the new offset and the number of
+    /// messages completed on the way.
+    pub fn advance(&self, off: usize, n: usize) -> (usize, u64) {
+        let new = (off + n).min(self.buf.len());
+        let done = self.message_at(new) - self.message_at(off);
+        (new, done as u64)
+    }
+
+    /// Bytes from `off` to the end of the `k`-th message from there
+    /// (fewer when the buffer holds fewer), and how many messages that is.
+    pub fn bytes_for(&self, off: usize, k: u64) -> (usize, u64) {
+        let first = self.message_at(off);
+        let available = (self.ends.len() - first) as u64;
+        let k = k.min(available);
+        if k == 0 {
+            return (0, 0);
+        }
+        (self.ends[first + k as usize - 1] - off, k)
+    }
+
+    /// Lets `stamp` write the send time into every marker that starts in
+    /// `from..to` and was not stamped yet (bytes before `from` are gone).
+    pub fn stamp(&mut self, from: usize, to: usize, mut stamp: impl FnMut(&mut [u8], usize)) {
+        while let Some(&at) = self.markers.get(self.stamped) {
+            if at >= to {
+                break;
+            }
+            if at >= from {
+                stamp(&mut self.buf, at);
+            }
+            self.stamped += 1;
+        }
     }
 }
 
@@ -123,6 +282,67 @@ mod tests {
         let msg = vec![7u8; DOUBLE_UP_TO + 1];
         let p = Payload::new(Vec::new(), &msg, 16);
         assert_eq!(p.body_from(10, false).len(), DOUBLE_UP_TO + 1 - 10);
+    }
+
+    fn generated(messages: &[&[u8]]) -> Generated {
+        let mut g = Generated::default();
+        let mut i = 0;
+        g.refill(usize::MAX, |buf, _| {
+            if let Some(m) = messages.get(i) {
+                buf.extend_from_slice(m);
+            }
+            i += 1;
+        });
+        // Drop the empty renders past the list.
+        let keep = g
+            .ends
+            .iter()
+            .position(|&e| e == g.buf.len())
+            .map_or(0, |p| p + 1);
+        g.ends.truncate(keep);
+        g
+    }
+
+    #[test]
+    fn generated_messages_keep_their_boundaries() {
+        let g = generated(&[b"ab", b"cde", b"f"]);
+        assert_eq!(g.body_from(0, false), b"abcdef");
+        assert_eq!(g.body_from(1, true), b"b");
+        assert_eq!(g.body_from(2, true), b"cde");
+        assert_eq!(g.advance(1, 4), (5, 2));
+        assert_eq!(g.advance(2, 2), (4, 0));
+        assert_eq!(g.advance(0, 6), (6, 3));
+        assert_eq!(g.bytes_for(2, 2), (4, 2));
+        assert_eq!(g.bytes_for(2, 9), (4, 2));
+        assert_eq!(g.bytes_for(6, 1), (0, 0));
+    }
+
+    #[test]
+    fn refill_stops_once_enough_is_buffered() {
+        let mut g = Generated::default();
+        g.refill(10, |buf, _| buf.extend_from_slice(b"1234"));
+        assert_eq!(g.len(), 12);
+        g.refill(10, |_, _| {});
+        assert_eq!(
+            g.ends.len(),
+            MAX_BATCH,
+            "empty messages stop at the batch limit"
+        );
+    }
+
+    #[test]
+    fn markers_are_stamped_once_and_only_ahead_of_the_sent_bytes() {
+        let mut g = Generated::default();
+        g.refill(20, |buf, markers| {
+            markers.push(buf.len());
+            buf.extend_from_slice(b"M....");
+        });
+        let mut seen = Vec::new();
+        g.stamp(0, 7, |_, at| seen.push(at));
+        g.stamp(0, 7, |_, at| seen.push(at));
+        g.stamp(12, 20, |_, at| seen.push(at));
+        // 0 and 5 start before 7; 10 was passed over (already sent); 15 is new.
+        assert_eq!(seen, vec![0, 5, 15]);
     }
 
     #[test]

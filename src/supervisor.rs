@@ -1,6 +1,9 @@
 //! The process the user started: forks the workers, watches them, shows
 //! progress, decides when the run ends, and prints the summary.
 
+use crate::content::Content;
+use crate::expr::{RenderCtx, Scope};
+use crate::latency;
 use crate::pace::Rate;
 use crate::payload::{Payload, MIN_CYCLE};
 use crate::report::{self, Smoothed, SummaryInput};
@@ -139,17 +142,44 @@ pub fn run(plan: Plan) -> i32 {
     }
 }
 
+/// Pre-renders static content for one side (client frames are masked,
+/// server frames are not).
+fn render_static(content: &Content, client_side: bool, rng: &mut oorandom::Rand32) -> Payload {
+    let mut ctx = RenderCtx {
+        uid: 0,
+        ptr: 0,
+        rng,
+        client_side,
+    };
+    let (mut once, mut message, mut markers) = (Vec::new(), Vec::new(), Vec::new());
+    content.render_once(&mut ctx, &mut once, &mut markers);
+    content.render_message(&mut ctx, &mut message, &mut markers);
+    Payload::new(once, &message, MIN_CYCLE)
+}
+
 fn build_shared(plan: &Plan) -> Shared {
     let o = &plan.opts;
-    let message = o.message();
-    let client = Payload::new(o.first_message(), &message, MIN_CYCLE);
-    let server = o
-        .listen_active
-        .then(|| client.clone())
-        .filter(|p| !p.is_empty());
+    let content = o.content();
+    let is_static = content.scope() == Scope::Static;
+    let mut rng = oorandom::Rand32::new(latency::wall_micros());
+    // Connections render content with per-connection or per-message parts
+    // themselves; for static content the payloads are all there is.
+    let (client, server) = if is_static {
+        let client = render_static(&content, true, &mut rng);
+        let server = render_static(&content, false, &mut rng);
+        (
+            client,
+            o.listen_active.then_some(server).filter(|p| !p.is_empty()),
+        )
+    } else {
+        (Payload::default(), None)
+    };
+    let message_len = content.message_lengths(true).avg;
     Shared {
         client,
         server,
+        content: (!is_static).then_some(content),
+        listen_active: o.listen_active,
         sockopts: SockOpts {
             nagle: o.nagle,
             sndbuf: o.sndbuf,
@@ -161,7 +191,7 @@ fn build_shared(plan: &Plan) -> Shared {
         write_combine: o.write_combine,
         verbosity: o.verbosity,
         send_rate: match (o.message_rate, o.bandwidth_up) {
-            (Some(r), _) => Some(Rate::messages(r, message.len())),
+            (Some(r), _) => Some(Rate::messages(r, message_len)),
             (None, Some(bw)) => Some(Rate::bytes(bw)),
             (None, None) => None,
         },

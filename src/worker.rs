@@ -1,11 +1,13 @@
 //! A worker process: one reactor over its share of the connections, writing
 //! its counters into its own slot of the stats region.
 
-use crate::conn::{self, CloseReason, Conn, Direction, Phase, Slab};
+use crate::conn::{self, CloseReason, Conn, Direction, Phase, SendPos, Slab};
+use crate::content::Content;
 use crate::dump::{self, DumpSpec, DUMP_IN, DUMP_OUT};
+use crate::expr::{self, RenderCtx, Scope};
 use crate::latency;
 use crate::pace::{Pacer, Rate, Schedule};
-use crate::payload::Payload;
+use crate::payload::{Body, Generated, Own, Payload};
 use crate::sys::{self, Bracketed, SockOpts};
 use polling::{Event, Events, PollMode, Poller};
 use std::cmp::Reverse;
@@ -41,6 +43,12 @@ pub struct Shared {
     pub dump: DumpSpec,
     /// Scan received data for message markers.
     pub message_marker: bool,
+    /// Message data that each connection renders itself (it has
+    /// per-connection or per-message expressions); `None`: the payloads
+    /// above say it all.
+    pub content: Option<Content>,
+    /// Accepted connections send too (`--listen-mode=active`).
+    pub listen_active: bool,
 }
 
 /// One destination address and this worker's share of source addresses.
@@ -71,12 +79,32 @@ const MAX_WAIT: Duration = Duration::from_millis(100);
 const IO_BUDGET: u32 = 8;
 const READ_BUFFER: usize = 256 * 1024;
 const ACCEPT_BUDGET: u32 = 256;
+/// Repeated data a connection renders for itself is cycled in at least
+/// this many bytes (kept small: every such connection holds its own).
+const OWN_CYCLE: usize = 4096;
+/// Per-message content is rendered in batches of at least this many bytes.
+const GENERATED_BATCH: usize = 16 * 1024;
 /// A destination whose first attempts all fail is avoided while others work.
 const DEST_FAIL_THRESHOLD: u64 = 10;
 /// How long a listener rests after accept ran out of descriptors.
 const LISTENER_PAUSE_NS: u64 = 100_000_000;
 /// Smallest timer heap that is swept of entries for closed connections.
 const TIMER_SLACK: usize = 4096;
+
+/// The `connection.ptr` token: opaque, distinct per connection, shaped
+/// like the address the original printed.
+fn conn_ptr(uid: u64) -> u64 {
+    0x7f00_0000_0000 | uid.wrapping_mul(0x40)
+}
+
+/// What `write_from` needs to know about the connection it writes.
+struct Writing {
+    fd: RawFd,
+    client_side: bool,
+    uid: u64,
+    dump_out: bool,
+    pos: SendPos,
+}
 
 /// Nanoseconds in `d`, saturating (the CLI bounds times far below).
 fn ns(d: Duration) -> u64 {
@@ -142,6 +170,8 @@ struct Worker<'a> {
     hist: BucketLayout,
     /// The connection `--dump-one` follows (worker 0 only).
     dump_one: Option<(u32, u32)>,
+    /// Draws for `re`, `connection.re` and WebSocket masks.
+    rng: oorandom::Rand32,
 }
 
 /// Runs worker `plan.index` until the supervisor sets the stop word or the
@@ -178,6 +208,9 @@ pub fn run(region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
         buf: vec![0u8; READ_BUFFER],
         hist: BucketLayout::standard(),
         dump_one: None,
+        rng: oorandom::Rand32::new(
+            (u64::from(std::process::id()) << 32) ^ latency::wall_micros() ^ plan.index as u64,
+        ),
     };
     for (i, &fd) in plan.listeners.iter().enumerate() {
         // SAFETY: the listener stays open for the worker's whole life (the
@@ -416,6 +449,7 @@ impl Worker<'_> {
             self.add_timer(now.saturating_add(ns(life)), slot, gen, TimerKind::Lifetime);
         }
         let shared = self.shared;
+        self.render_own(slot, gen);
         let dump_flags = self.dump_flags(slot, gen);
         let Some(c) = self.conns.get_mut(slot, gen) else {
             return;
@@ -758,8 +792,15 @@ impl Worker<'_> {
 
     /// Bytes of repeated message the connection may write now: unlimited
     /// without a send rate, else what its schedule has granted. Arms the
-    /// pacing timer when nothing is granted.
-    fn send_credit(&mut self, slot: u32, gen: u32, now: u64) -> usize {
+    /// pacing timer when nothing is granted. `bytes_for(k)` measures the
+    /// next `k` messages (and says how many there really are).
+    fn send_credit(
+        &mut self,
+        slot: u32,
+        gen: u32,
+        now: u64,
+        bytes_for: impl Fn(u64) -> (usize, u64),
+    ) -> usize {
         let shared = self.shared;
         let Some(rate) = &shared.send_rate else {
             return usize::MAX;
@@ -775,10 +816,13 @@ impl Worker<'_> {
             self.arm_pace(slot, gen, a.next_at, TimerKind::SendPace);
             return 0;
         }
-        c.send_sched.take(rate, a.units);
-        c.credit = usize::try_from(a.units)
-            .unwrap_or(usize::MAX)
-            .saturating_mul(rate.unit_bytes);
+        let (bytes, units) = if rate.per_message {
+            bytes_for(a.units)
+        } else {
+            (usize::try_from(a.units).unwrap_or(usize::MAX), a.units)
+        };
+        c.send_sched.take(rate, units);
+        c.credit = bytes;
         if a.late_ns > 0 {
             self.slot
                 .record_us(HistKind::SendLag, &self.hist, a.late_ns / 1000);
@@ -788,66 +832,111 @@ impl Worker<'_> {
 
     /// Ok(true): budget ran out with the socket still writable.
     fn write_some(&mut self, slot: u32, gen: u32, now: u64) -> Result<bool, CloseReason> {
-        let shared = self.shared;
-        let delay = ns(shared.delay_send);
+        let delay = ns(self.shared.delay_send);
         let Some(c) = self.conns.get_mut(slot, gen) else {
             return Ok(false);
         };
         if !c.writable || c.phase != Phase::Open || now < c.created.saturating_add(delay) {
             return Ok(false);
         }
-        let (fd, dir, mut pos) = (c.fd.as_raw_fd(), c.dir, c.pos);
-        let dump_out = c.dump & DUMP_OUT != 0;
-        let Some(payload) = (match dir {
-            Direction::Out { .. } => Some(&shared.client),
-            Direction::In => shared.server.as_ref(),
-        }) else {
-            return Ok(false);
+        // The connection's own data is taken out while it is written, so
+        // that it can be borrowed alongside the worker.
+        let mut own = c.own.take();
+        let mut w = Writing {
+            fd: c.fd.as_raw_fd(),
+            client_side: matches!(c.dir, Direction::Out { .. }),
+            uid: c.uid,
+            dump_out: c.dump & DUMP_OUT != 0,
+            pos: c.pos,
         };
-        let once = payload.once();
+        let result = self.write_from(slot, gen, now, &mut w, own.as_deref_mut());
+        if let Some(c) = self.conns.get_mut(slot, gen) {
+            c.pos = w.pos;
+            c.own = own;
+        }
+        result
+    }
+
+    fn write_from(
+        &mut self,
+        slot: u32,
+        gen: u32,
+        now: u64,
+        w: &mut Writing,
+        own: Option<&mut Own>,
+    ) -> Result<bool, CloseReason> {
+        let shared = self.shared;
+        let combine = shared.write_combine;
+        let shared_payload = if w.client_side {
+            Some(&shared.client)
+        } else {
+            shared.server.as_ref()
+        };
+        let (once, mut body): (&[u8], Body<'_>) = match own {
+            Some(Own::Fixed(p)) => {
+                let p: &Payload = p;
+                (p.once(), Body::Cycle(p))
+            }
+            Some(Own::Generated { once, gen: g }) => (once.as_slice(), Body::Generated(g)),
+            None => match shared_payload {
+                Some(p) => (p.once(), Body::Cycle(p)),
+                None => return Ok(false),
+            },
+        };
+        let repeats = body.repeats();
         let (mut sent, mut writes, mut msgs) = (0u64, 0u64, 0u64);
         let mut result = Ok(true);
         for _ in 0..IO_BUDGET {
-            let head = &once[pos.once_sent..];
-            let mut body: &[u8] = &[];
-            if payload.msg_len() > 0 && (shared.write_combine || head.is_empty()) {
-                let credit = self.send_credit(slot, gen, now);
-                if credit > 0 {
-                    body = payload.body_from(pos.cycle_off, !shared.write_combine);
-                    body = &body[..body.len().min(credit)];
+            let head = &once[w.pos.once_sent..];
+            let mut len = 0;
+            if repeats && (combine || head.is_empty()) {
+                if let Body::Generated(g) = &mut body {
+                    if w.pos.cycle_off >= g.len() {
+                        self.refill(g, w);
+                    }
+                }
+                let off = w.pos.cycle_off;
+                let credit = self.send_credit(slot, gen, now, |k| body.bytes_for(off, k));
+                len = body.from(off, !combine).len().min(credit);
+                if let Body::Generated(g) = &mut body {
+                    let micros = latency::wall_micros();
+                    g.stamp(off, off + len, |buf, at| {
+                        expr::stamp_marker(buf, at, micros)
+                    });
                 }
             }
-            if head.is_empty() && body.is_empty() {
+            let chunk = &body.from(w.pos.cycle_off, !combine)[..len];
+            if head.is_empty() && chunk.is_empty() {
                 result = Ok(false);
                 break;
             }
-            let wanted = head.len() + body.len();
+            let wanted = head.len() + chunk.len();
             let r = if head.is_empty() {
-                sys::send(fd, body)
-            } else if body.is_empty() {
-                sys::send(fd, head)
+                sys::send(w.fd, chunk)
+            } else if chunk.is_empty() {
+                sys::send(w.fd, head)
             } else {
-                sys::send2(fd, head, body)
+                sys::send2(w.fd, head, chunk)
             };
             match r {
                 Ok(n) => {
                     sent += n as u64;
                     writes += 1;
-                    if dump_out {
-                        let mut shown = head[..n.min(head.len())].to_vec();
-                        shown.extend_from_slice(&body[..n - n.min(head.len())]);
-                        dump::emit(true, fd, &shown);
-                    }
                     let from_head = n.min(head.len());
-                    pos.once_sent += from_head;
                     let from_body = n - from_head;
+                    if w.dump_out {
+                        let mut shown = head[..from_head].to_vec();
+                        shown.extend_from_slice(&chunk[..from_body]);
+                        dump::emit(true, w.fd, &shown);
+                    }
+                    w.pos.once_sent += from_head;
                     if from_body > 0 {
-                        let (off, done) = payload.advance(pos.cycle_off, from_body);
-                        pos.cycle_off = off;
+                        let (off, done) = body.advance(w.pos.cycle_off, from_body);
+                        w.pos.cycle_off = off;
                         msgs += done;
                         if shared.send_rate.is_some() {
                             if let Some(c) = self.conns.get_mut(slot, gen) {
-                                c.credit -= from_body;
+                                c.credit = c.credit.saturating_sub(from_body);
                             }
                         }
                     }
@@ -882,10 +971,66 @@ impl Worker<'_> {
                 counters.add(Counter::MsgsSent, msgs);
             }
         }
-        if let Some(c) = self.conns.get_mut(slot, gen) {
-            c.pos = pos;
-        }
         result
+    }
+
+    /// Renders a fresh batch of messages for a connection whose content has
+    /// per-message expressions.
+    fn refill(&mut self, g: &mut Generated, w: &mut Writing) {
+        let Some(content) = &self.shared.content else {
+            return;
+        };
+        let mut ctx = RenderCtx {
+            uid: w.uid,
+            ptr: conn_ptr(w.uid),
+            rng: &mut self.rng,
+            client_side: w.client_side,
+        };
+        g.refill(GENERATED_BATCH, |buf, markers| {
+            content.render_message(&mut ctx, buf, markers)
+        });
+        w.pos.cycle_off = 0;
+    }
+
+    /// Gives a connection whose content is not static its own data: a
+    /// connection id, and its rendering (once, or batch by batch).
+    fn render_own(&mut self, slot: u32, gen: u32) {
+        let shared = self.shared;
+        let Some(content) = &shared.content else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        let client_side = matches!(c.dir, Direction::Out { .. });
+        if !client_side && !shared.listen_active {
+            return;
+        }
+        let uid = self.region.header().next_uid.fetch_add(1, Relaxed);
+        c.uid = uid;
+        let mut ctx = RenderCtx {
+            uid,
+            ptr: conn_ptr(uid),
+            rng: &mut self.rng,
+            client_side,
+        };
+        let mut once = Vec::new();
+        let mut markers = Vec::new();
+        content.render_once(&mut ctx, &mut once, &mut markers);
+        let micros = latency::wall_micros();
+        for at in markers.drain(..) {
+            expr::stamp_marker(&mut once, at, micros);
+        }
+        c.own = Some(Box::new(if content.scope() == Scope::Message {
+            Own::Generated {
+                once,
+                gen: Generated::default(),
+            }
+        } else {
+            let mut message = Vec::new();
+            content.render_message(&mut ctx, &mut message, &mut markers);
+            Own::Fixed(Payload::new(once, &message, OWN_CYCLE))
+        }));
     }
 
     fn close(&mut self, slot: u32, gen: u32, reason: CloseReason) {

@@ -163,7 +163,6 @@ fn options_not_built_yet_are_refused_not_ignored() {
         &["--ws"],
         &["--latency-connect"],
         &["--statsd"],
-        &["-m", "\\{connection.uid}"],
     ] {
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["127.0.0.1:1", "-T1s"]);

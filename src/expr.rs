@@ -1,0 +1,1708 @@
+//! The `\{…}` message expression language.
+//!
+//! Message text is a sequence of literal runs and expressions: `\{` starts
+//! an expression and the matching `}` ends it. `\\` is a two-byte literal
+//! (so `\\{x}` is literal text) and a lone `}` is literal.
+//!
+//! Inside an expression, whitespace between tokens is ignored:
+//!
+//! * `<path>`: the file's bytes, read once at parse time;
+//! * `raw "…"`, `raw <path>`, `raw {expr}`: a part that is never
+//!   WebSocket-framed (`expr` may be anything but a `ws.*` frame);
+//! * `global.re R`: one random string from R, drawn once at parse time;
+//! * `connection.re R`, `connection.uid`, `connection.ptr`: per connection;
+//! * `re R`, `message.marker`: per message;
+//! * `connection.uid % n`, `connection.ptr % n`: the value modulo n (n > 0),
+//!   in decimal;
+//! * `ws.OP payload* flag*`: a complete WebSocket frame, where OP is one of
+//!   `continuation cont text binary close ping pong`, a payload is a quoted
+//!   string or `<path>` (payloads concatenate), and a flag is `rsv1`,
+//!   `rsv2`, `rsv3` or `...` (clears FIN).
+//!
+//! Quoted strings (`"…"`, `\"` for a quote) are always unescaped with
+//! [`crate::content::unescape`]; with `-e` the literal runs are unescaped
+//! too. A quoted string is unescaped once only, with or without `-e`, and
+//! file contents never are.
+//!
+//! A regex R runs from its first non-blank character to the `}` that closes
+//! the expression (braces of `{n,m}` are balanced; `\}` or `[}]` is a
+//! literal `}`), so trailing blanks are part of it.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+
+use oorandom::Rand32;
+
+use crate::content::unescape;
+use crate::regexgen::{self, printable, Regex};
+
+/// The bytes every message marker starts with.
+pub const MARKER_PREFIX: &[u8] = b"TCPKaliMsgTS-";
+/// A marker's length: prefix, 16 hex digits, `.`.
+pub const MARKER_LEN: usize = 30;
+/// The largest file an expression may read.
+pub const MAX_FILE_LEN: usize = 64 << 20;
+/// The most bytes one template may render, and the most bytes that files
+/// and `global.re` may bring into one template.
+pub const MAX_TEMPLATE_LEN: usize = 128 << 20;
+/// How deeply `raw {raw {…}}` may nest.
+pub const MAX_RAW_DEPTH: usize = 16;
+/// The most regex text (counting 64 bytes more for each regex) one
+/// template may hold, which bounds the memory its parsed regexes take.
+pub const MAX_REGEX_TEXT: usize = 1 << 20;
+
+/// How much of an expression an error message quotes.
+const QUOTE_LIMIT: usize = 120;
+
+/// How often a template (or piece) must be re-rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    /// Once for the whole run.
+    Static,
+    /// Once per connection.
+    Connection,
+    /// For every message.
+    Message,
+}
+
+/// One part of a parsed message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Piece {
+    /// Literal text, file contents, quoted strings, `global.re` results.
+    Bytes(Vec<u8>),
+    /// `connection.uid`, optionally modulo a non-zero number.
+    ConnUid { modulo: Option<u64> },
+    /// `connection.ptr`: `0x` + lower-case hex, or the decimal value modulo
+    /// a non-zero number.
+    ConnPtr { modulo: Option<u64> },
+    /// `connection.re R`: drawn per connection.
+    ConnRe(regexgen::Regex),
+    /// `re R`: drawn per message.
+    MsgRe(regexgen::Regex),
+    /// `message.marker`: [`MARKER_LEN`] bytes, [`MARKER_PREFIX`] + 16 hex
+    /// digits + `.`.
+    MessageMarker,
+    /// A WebSocket frame; `rsv` holds the 0x40/0x20/0x10 bits.
+    WsFrame {
+        fin: bool,
+        rsv: u8,
+        opcode: u8,
+        payload: Vec<u8>,
+    },
+    /// Content that is never WebSocket-framed.
+    Raw(Vec<Piece>),
+}
+
+/// A parsed message: render it to get its bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub pieces: Vec<Piece>,
+}
+
+/// The length range of a rendering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lengths {
+    pub min: usize,
+    pub max: usize,
+    /// An estimate for rate computations.
+    pub avg: usize,
+}
+
+/// What a rendering needs to know about the connection.
+pub struct RenderCtx<'a> {
+    /// `connection.uid`.
+    pub uid: u64,
+    /// `connection.ptr`.
+    pub ptr: u64,
+    /// For `re`, `connection.re` and WebSocket masking keys.
+    pub rng: &'a mut Rand32,
+    /// Frames are masked on the client side (outgoing connections).
+    pub client_side: bool,
+}
+
+/// Why message text could not be parsed. Displayed as one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExprError {
+    /// `\{` without its closing `}` (or a quote without its end).
+    Unterminated { text: String },
+    /// A word that is no expression (`\{foo}`, `\{ws}`).
+    Unknown { text: String },
+    /// Any other syntax error.
+    Syntax { problem: String, text: String },
+    /// `% 0`.
+    ModuloByZero { text: String },
+    /// A file that could not be opened or read.
+    File { path: String, reason: String },
+    /// A file larger than [`MAX_FILE_LEN`].
+    FileTooLarge { path: String },
+    /// A regex that does not parse.
+    Regex { error: regexgen::RegexError },
+    /// The message could render more than [`MAX_TEMPLATE_LEN`] bytes.
+    TooLarge,
+}
+
+impl fmt::Display for ExprError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExprError::Unterminated { text } => write!(f, "unterminated \"\\{{\" in \"{text}\""),
+            ExprError::Unknown { text } => write!(f, "unknown expression \"{text}\""),
+            ExprError::Syntax { problem, text } => write!(f, "{problem} in \"{text}\""),
+            ExprError::ModuloByZero { text } => write!(f, "modulo by zero in \"{text}\""),
+            ExprError::File { path, reason } => write!(f, "cannot read <{path}>: {reason}"),
+            ExprError::FileTooLarge { path } => write!(
+                f,
+                "cannot read <{path}>: larger than {} MiB",
+                MAX_FILE_LEN >> 20
+            ),
+            ExprError::Regex { error } => {
+                write!(f, "bad regex \"{}\": {}", error.regex(), error.problem())
+            }
+            ExprError::TooLarge => write!(
+                f,
+                "message data could be larger than {} MiB",
+                MAX_TEMPLATE_LEN >> 20
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ExprError {}
+
+impl Piece {
+    /// How often this piece changes.
+    pub fn scope(&self) -> Scope {
+        match self {
+            Piece::Bytes(_) | Piece::WsFrame { .. } => Scope::Static,
+            Piece::ConnUid { .. } | Piece::ConnPtr { .. } | Piece::ConnRe(_) => Scope::Connection,
+            Piece::MsgRe(_) | Piece::MessageMarker => Scope::Message,
+            Piece::Raw(inner) => inner
+                .iter()
+                .map(Piece::scope)
+                .max()
+                .unwrap_or(Scope::Static),
+        }
+    }
+
+    fn lengths(&self, client_side: bool) -> Lengths {
+        let exact = |n: usize| Lengths {
+            min: n,
+            max: n,
+            avg: n,
+        };
+        match self {
+            Piece::Bytes(bytes) => exact(bytes.len()),
+            Piece::ConnUid { modulo: Some(m) } | Piece::ConnPtr { modulo: Some(m) } => {
+                modulo_lengths(*m)
+            }
+            // The uid counts connections: short in practice.
+            Piece::ConnUid { modulo: None } => Lengths {
+                min: 1,
+                max: 20,
+                avg: 5,
+            },
+            // `0x` and 1..16 hex digits; typically a 48-bit address.
+            Piece::ConnPtr { modulo: None } => Lengths {
+                min: 3,
+                max: 18,
+                avg: 14,
+            },
+            Piece::ConnRe(re) | Piece::MsgRe(re) => Lengths {
+                min: re.min_len(),
+                max: re.max_len(),
+                avg: re.avg_len(),
+            },
+            Piece::MessageMarker => exact(MARKER_LEN),
+            Piece::WsFrame { payload, .. } => {
+                exact(ws_header_len(payload.len(), client_side).saturating_add(payload.len()))
+            }
+            Piece::Raw(inner) => sum_lengths(inner, client_side),
+        }
+    }
+}
+
+fn sum_lengths(pieces: &[Piece], client_side: bool) -> Lengths {
+    let mut total = Lengths {
+        min: 0,
+        max: 0,
+        avg: 0,
+    };
+    for piece in pieces {
+        let l = piece.lengths(client_side);
+        total.min = total.min.saturating_add(l.min);
+        total.max = total.max.saturating_add(l.max);
+        total.avg = total.avg.saturating_add(l.avg);
+    }
+    total
+}
+
+/// Decimal digits of `v`.
+fn decimal_len(mut v: u64) -> usize {
+    let mut digits = 1;
+    while v >= 10 {
+        v /= 10;
+        digits += 1;
+    }
+    digits
+}
+
+/// Lengths of the decimal values 0..m (m > 0), assumed uniform.
+fn modulo_lengths(m: u64) -> Lengths {
+    let m = m.max(1);
+    let mut total: u128 = 0;
+    let mut low: u128 = 0;
+    let mut high: u128 = 10;
+    let mut digits: u128 = 1;
+    while low < u128::from(m) {
+        let end = high.min(u128::from(m));
+        total += (end - low) * digits;
+        low = high;
+        high *= 10;
+        digits += 1;
+    }
+    let avg = total / u128::from(m);
+    Lengths {
+        min: 1,
+        max: decimal_len(m - 1),
+        avg: usize::try_from(avg).unwrap_or(usize::MAX),
+    }
+}
+
+/// The length of a WebSocket frame header for a payload of `len` bytes,
+/// including the masking key on the client side.
+pub fn ws_header_len(len: usize, client_side: bool) -> usize {
+    let base = if len <= 125 {
+        2
+    } else if len <= 0xffff {
+        4
+    } else {
+        10
+    };
+    if client_side {
+        base + 4
+    } else {
+        base
+    }
+}
+
+/// Appends a WebSocket frame (RFC 6455 §5.2): FIN, the RSV bits of `rsv`
+/// (0x70), the low 4 bits of `opcode`, the length and, with `mask`, the
+/// masking key followed by the masked payload.
+pub fn write_ws_frame(
+    out: &mut Vec<u8>,
+    fin: bool,
+    rsv: u8,
+    opcode: u8,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+) {
+    let fin_bit = if fin { 0x80 } else { 0 };
+    out.push(fin_bit | (rsv & 0x70) | (opcode & 0x0f));
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    let len = payload.len();
+    if len <= 125 {
+        out.push(mask_bit | len as u8);
+    } else if let Ok(short) = u16::try_from(len) {
+        out.push(mask_bit | 126);
+        out.extend_from_slice(&short.to_be_bytes());
+    } else {
+        out.push(mask_bit | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    match mask {
+        Some(key) => {
+            out.extend_from_slice(&key);
+            out.extend(payload.iter().zip(key.iter().cycle()).map(|(b, k)| b ^ k));
+        }
+        None => out.extend_from_slice(payload),
+    }
+}
+
+/// Writes the 16 hex digits of `micros` into the marker that starts at
+/// `at` in `buf`. Does nothing if the marker does not fit in `buf`.
+pub fn stamp_marker(buf: &mut [u8], at: usize, micros: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let Some(start) = at.checked_add(MARKER_PREFIX.len()) else {
+        return;
+    };
+    let Some(end) = start.checked_add(16) else {
+        return;
+    };
+    if let Some(digits) = buf.get_mut(start..end) {
+        for (i, slot) in digits.iter_mut().enumerate() {
+            let nibble = (micros >> (60 - 4 * i)) & 0xf;
+            *slot = HEX[nibble as usize];
+        }
+    }
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut n = digits.len();
+    loop {
+        n -= 1;
+        if let Some(slot) = digits.get_mut(n) {
+            *slot = b'0' + (v % 10) as u8;
+        }
+        v /= 10;
+        if v == 0 || n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(n..).unwrap_or(&[]));
+}
+
+fn push_hex(out: &mut Vec<u8>, v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut started = false;
+    for i in (0..16).rev() {
+        let nibble = ((v >> (4 * i)) & 0xf) as usize;
+        if nibble != 0 || started || i == 0 {
+            started = true;
+            out.push(HEX[nibble]);
+        }
+    }
+}
+
+fn render_piece(
+    piece: &Piece,
+    ctx: &mut RenderCtx<'_>,
+    out: &mut Vec<u8>,
+    markers: &mut Vec<usize>,
+) {
+    match piece {
+        Piece::Bytes(bytes) => out.extend_from_slice(bytes),
+        Piece::ConnUid { modulo } => {
+            let value = match modulo {
+                Some(m) => ctx.uid.checked_rem(*m).unwrap_or(ctx.uid),
+                None => ctx.uid,
+            };
+            push_decimal(out, value);
+        }
+        Piece::ConnPtr { modulo: Some(m) } => {
+            push_decimal(out, ctx.ptr.checked_rem(*m).unwrap_or(ctx.ptr));
+        }
+        Piece::ConnPtr { modulo: None } => {
+            out.extend_from_slice(b"0x");
+            push_hex(out, ctx.ptr);
+        }
+        Piece::ConnRe(re) | Piece::MsgRe(re) => re.generate(ctx.rng, out),
+        Piece::MessageMarker => {
+            markers.push(out.len());
+            out.extend_from_slice(MARKER_PREFIX);
+            out.extend_from_slice(&[b'0'; 16]);
+            out.push(b'.');
+        }
+        Piece::WsFrame {
+            fin,
+            rsv,
+            opcode,
+            payload,
+        } => {
+            let mask = if ctx.client_side {
+                Some(ctx.rng.rand_u32().to_be_bytes())
+            } else {
+                None
+            };
+            write_ws_frame(out, *fin, *rsv, *opcode, payload, mask);
+        }
+        Piece::Raw(inner) => {
+            for piece in inner {
+                render_piece(piece, ctx, out, markers);
+            }
+        }
+    }
+}
+
+/// Appends `piece`, merging neighbouring bytes and dropping empty ones.
+fn push_piece(pieces: &mut Vec<Piece>, piece: Piece) {
+    match (pieces.last_mut(), piece) {
+        (_, Piece::Bytes(bytes)) if bytes.is_empty() => {}
+        (Some(Piece::Bytes(prev)), Piece::Bytes(bytes)) => prev.extend_from_slice(&bytes),
+        (_, piece) => pieces.push(piece),
+    }
+}
+
+impl Template {
+    /// Parses message text. With `unescape` (`-e`), literal runs get the
+    /// `-e` transform; quoted strings inside `\{…}` always do. Files are
+    /// read and `global.re` is drawn (from `global_rng`) here.
+    pub fn parse(
+        data: &[u8],
+        unescape: bool,
+        global_rng: &mut Rand32,
+    ) -> Result<Template, ExprError> {
+        Template::parse_limited(data, unescape, global_rng, MAX_TEMPLATE_LEN)
+    }
+
+    /// [`Template::parse`] with a size limit of `max_total` bytes.
+    fn parse_limited(
+        data: &[u8],
+        unescape: bool,
+        global_rng: &mut Rand32,
+        max_total: usize,
+    ) -> Result<Template, ExprError> {
+        let mut parser = Parser {
+            data,
+            pos: 0,
+            start: 0,
+            rng: global_rng,
+            produced: 0,
+            max_total,
+            regex_text: 0,
+        };
+        let mut pieces = Vec::new();
+        let literal = |from: usize, to: usize| {
+            let run = data.get(from..to).unwrap_or(&[]);
+            if unescape {
+                Piece::Bytes(crate::content::unescape(run))
+            } else {
+                Piece::Bytes(run.to_vec())
+            }
+        };
+        let mut literal_start = 0;
+        let mut i = 0;
+        while let Some(offset) = data
+            .get(i..)
+            .and_then(|rest| rest.iter().position(|&b| b == b'\\'))
+        {
+            i += offset;
+            match data.get(i + 1) {
+                Some(b'{') => {
+                    push_piece(&mut pieces, literal(literal_start, i));
+                    let piece = parser.expression(i)?;
+                    push_piece(&mut pieces, piece);
+                    i = parser.pos;
+                    literal_start = i;
+                }
+                Some(b'\\') => i += 2,
+                _ => i += 1,
+            }
+        }
+        push_piece(&mut pieces, literal(literal_start, data.len()));
+        let template = Template { pieces };
+        if template.lengths(true).max > max_total {
+            return Err(ExprError::TooLarge);
+        }
+        Ok(template)
+    }
+
+    /// The most dynamic scope of any piece (`Static` for no pieces).
+    pub fn scope(&self) -> Scope {
+        self.pieces
+            .iter()
+            .map(Piece::scope)
+            .max()
+            .unwrap_or(Scope::Static)
+    }
+
+    #[cfg(test)]
+    /// Whether the template is only bytes (no frames, raw parts or dynamic
+    /// parts).
+    pub fn is_plain(&self) -> bool {
+        self.pieces.iter().all(|p| matches!(p, Piece::Bytes(_)))
+    }
+
+    /// Appends one rendering to `out`. The offset in `out` of every message
+    /// marker written is pushed to `markers`; its digits are all `0` until
+    /// [`stamp_marker`] fills them in.
+    pub fn render(&self, ctx: &mut RenderCtx<'_>, out: &mut Vec<u8>, markers: &mut Vec<usize>) {
+        for piece in &self.pieces {
+            render_piece(piece, ctx, out, markers);
+        }
+    }
+
+    /// Length range of a rendering on the given side (client-side
+    /// WebSocket frames carry 4 more bytes: the masking key).
+    pub fn lengths(&self, client_side: bool) -> Lengths {
+        sum_lengths(&self.pieces, client_side)
+    }
+
+    #[cfg(test)]
+    /// The shortest rendering on either side.
+    pub fn min_len(&self) -> usize {
+        self.lengths(false).min
+    }
+
+    #[cfg(test)]
+    /// The longest rendering on either side.
+    pub fn max_len(&self) -> usize {
+        self.lengths(true).max
+    }
+
+}
+
+fn is_blank(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0x0b | 0x0c)
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// The text of an `std::io::Error` without the "(os error N)" suffix.
+fn io_reason(error: &io::Error) -> String {
+    let text = error.to_string();
+    match text.find(" (os error ") {
+        Some(cut) => text.get(..cut).unwrap_or(&text).to_string(),
+        None => text,
+    }
+}
+
+struct Parser<'d, 'r> {
+    data: &'d [u8],
+    pos: usize,
+    /// Where the current top-level `\{` is (for error messages).
+    start: usize,
+    rng: &'r mut Rand32,
+    /// Bytes brought in by files and `global.re` so far.
+    produced: usize,
+    /// The limit for `produced` and for the template's length.
+    max_total: usize,
+    /// Regex text parsed so far, for [`MAX_REGEX_TEXT`].
+    regex_text: usize,
+}
+
+impl Parser<'_, '_> {
+    fn peek(&self) -> Option<u8> {
+        self.data.get(self.pos).copied()
+    }
+
+    fn skip_blanks(&mut self) {
+        while self.peek().is_some_and(is_blank) {
+            self.pos += 1;
+        }
+    }
+
+    /// The current top-level expression, from `\{` to its `}` (or the end),
+    /// in printable form.
+    fn text(&self) -> String {
+        let rest = self.data.get(self.start..).unwrap_or(&[]);
+        let mut i = 2;
+        let mut depth = 1usize;
+        let mut end = rest.len();
+        while let Some(&b) = rest.get(i) {
+            match b {
+                b'\\' => i += 1,
+                b'"' => {
+                    i += 1;
+                    while let Some(&c) = rest.get(i) {
+                        if c == b'"' {
+                            break;
+                        }
+                        if c == b'\\' {
+                            i += 1;
+                        }
+                        i += 1;
+                    }
+                }
+                b'{' => depth += 1,
+                b'}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        printable(rest.get(..end).unwrap_or(rest), QUOTE_LIMIT)
+    }
+
+    fn unterminated(&self) -> ExprError {
+        ExprError::Unterminated { text: self.text() }
+    }
+
+    fn unknown(&self) -> ExprError {
+        if self.peek().is_none() {
+            return self.unterminated();
+        }
+        ExprError::Unknown { text: self.text() }
+    }
+
+    fn syntax(&self, problem: impl Into<String>) -> ExprError {
+        ExprError::Syntax {
+            problem: problem.into(),
+            text: self.text(),
+        }
+    }
+
+    /// "unexpected …" for whatever is at the current position.
+    fn unexpected(&self) -> ExprError {
+        let rest = self.data.get(self.pos..).unwrap_or(&[]);
+        let len = rest.iter().take_while(|&&b| is_word(b)).count().max(1);
+        let token = printable(rest.get(..len).unwrap_or(rest), 24);
+        self.syntax(format!("unexpected \"{token}\""))
+    }
+
+    /// A run of word characters (possibly empty).
+    fn word(&mut self) -> &[u8] {
+        let begin = self.pos;
+        while self.peek().is_some_and(is_word) {
+            self.pos += 1;
+        }
+        self.data.get(begin..self.pos).unwrap_or(&[])
+    }
+
+    /// One complete expression starting at the `\{` at `start`.
+    fn expression(&mut self, start: usize) -> Result<Piece, ExprError> {
+        self.start = start;
+        self.pos = start + 2;
+        let piece = self.body(0)?;
+        self.close()?;
+        Ok(piece)
+    }
+
+    /// The closing `}`.
+    fn close(&mut self) -> Result<(), ExprError> {
+        self.skip_blanks();
+        match self.peek() {
+            Some(b'}') => {
+                self.pos += 1;
+                Ok(())
+            }
+            None => Err(self.unterminated()),
+            Some(_) => Err(self.unexpected()),
+        }
+    }
+
+    /// A `.` between keywords.
+    fn dot(&mut self) -> Result<(), ExprError> {
+        self.skip_blanks();
+        match self.peek() {
+            Some(b'.') => {
+                self.pos += 1;
+                self.skip_blanks();
+                Ok(())
+            }
+            None => Err(self.unterminated()),
+            Some(_) => Err(self.unknown()),
+        }
+    }
+
+    /// The inside of `\{…}` (or of `raw {…}` at `depth` > 0).
+    fn body(&mut self, depth: usize) -> Result<Piece, ExprError> {
+        self.skip_blanks();
+        match self.peek() {
+            None => return Err(self.unterminated()),
+            Some(b'<') => return Ok(Piece::Bytes(self.file()?)),
+            Some(b'}') => return Err(self.syntax("empty expression")),
+            Some(_) => {}
+        }
+        match self.word() {
+            b"raw" => self.raw(depth),
+            b"global" => {
+                self.dot()?;
+                if self.word() != b"re" {
+                    return Err(self.unknown());
+                }
+                let re = self.regex()?;
+                if self.produced.saturating_add(re.max_len()) > self.max_total {
+                    return Err(ExprError::TooLarge);
+                }
+                let mut out = Vec::new();
+                re.generate(self.rng, &mut out);
+                self.produced = self.produced.saturating_add(out.len());
+                Ok(Piece::Bytes(out))
+            }
+            b"connection" => {
+                self.dot()?;
+                match self.word() {
+                    b"uid" => Ok(Piece::ConnUid {
+                        modulo: self.modulo()?,
+                    }),
+                    b"ptr" => Ok(Piece::ConnPtr {
+                        modulo: self.modulo()?,
+                    }),
+                    b"re" => Ok(Piece::ConnRe(self.regex()?)),
+                    _ => Err(self.unknown()),
+                }
+            }
+            b"message" => {
+                self.dot()?;
+                if self.word() != b"marker" {
+                    return Err(self.unknown());
+                }
+                self.skip_blanks();
+                if self.peek() == Some(b'%') {
+                    return Err(self.syntax("\"%\" cannot apply to message.marker"));
+                }
+                Ok(Piece::MessageMarker)
+            }
+            b"re" => Ok(Piece::MsgRe(self.regex()?)),
+            b"ws" if depth > 0 => Err(self.syntax("a WebSocket frame cannot be inside raw")),
+            b"ws" => self.ws_frame(),
+            _ => Err(self.unknown()),
+        }
+    }
+
+    /// `raw "…"`, `raw <file>` or `raw {expr}`, after the `raw`.
+    fn raw(&mut self, depth: usize) -> Result<Piece, ExprError> {
+        self.skip_blanks();
+        match self.peek() {
+            Some(b'"') => Ok(Piece::Raw(vec![Piece::Bytes(self.quoted()?)])),
+            Some(b'<') => Ok(Piece::Raw(vec![Piece::Bytes(self.file()?)])),
+            Some(b'{') => {
+                if depth + 1 > MAX_RAW_DEPTH {
+                    return Err(self.syntax(format!("\"raw\" nested deeper than {MAX_RAW_DEPTH}")));
+                }
+                self.pos += 1;
+                let inner = self.body(depth + 1)?;
+                self.close()?;
+                Ok(Piece::Raw(vec![inner]))
+            }
+            None => Err(self.unterminated()),
+            Some(_) => Err(self.syntax("\"raw\" needs a quoted string, a <file> or {…}")),
+        }
+    }
+
+    /// An optional `% n` after a numeric expression.
+    fn modulo(&mut self) -> Result<Option<u64>, ExprError> {
+        self.skip_blanks();
+        if self.peek() != Some(b'%') {
+            return Ok(None);
+        }
+        self.pos += 1;
+        self.skip_blanks();
+        let mut value: Option<u64> = None;
+        while let Some(d) = self.peek().filter(u8::is_ascii_digit) {
+            self.pos += 1;
+            let next = value
+                .unwrap_or(0)
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(u64::from(d - b'0')));
+            match next {
+                Some(v) => value = Some(v),
+                None => return Err(self.syntax("modulus too large")),
+            }
+        }
+        match value {
+            None => Err(self.syntax("\"%\" needs a whole number")),
+            Some(0) => Err(ExprError::ModuloByZero { text: self.text() }),
+            Some(v) => {
+                self.skip_blanks();
+                if self.peek() == Some(b'%') {
+                    return Err(self.syntax("only one \"%\" is supported"));
+                }
+                Ok(Some(v))
+            }
+        }
+    }
+
+    /// A regex: from the first non-blank up to the closing `}`.
+    fn regex(&mut self) -> Result<Regex, ExprError> {
+        self.skip_blanks();
+        let begin = self.pos;
+        let mut depth = 0usize;
+        loop {
+            match self.peek() {
+                None => return Err(self.unterminated()),
+                Some(b'\\') => self.pos += 2,
+                Some(b'[') => {
+                    self.pos += 1;
+                    loop {
+                        match self.peek() {
+                            None => return Err(self.unterminated()),
+                            Some(b'\\') => self.pos += 2,
+                            Some(b']') => {
+                                self.pos += 1;
+                                break;
+                            }
+                            Some(_) => self.pos += 1,
+                        }
+                    }
+                }
+                Some(b'{') => {
+                    depth += 1;
+                    self.pos += 1;
+                }
+                Some(b'}') if depth == 0 => break,
+                Some(b'}') => {
+                    depth -= 1;
+                    self.pos += 1;
+                }
+                Some(_) => self.pos += 1,
+            }
+        }
+        let text = self.data.get(begin..self.pos).unwrap_or(&[]);
+        if text.is_empty() {
+            return Err(self.syntax("missing regex"));
+        }
+        self.regex_text = self.regex_text.saturating_add(text.len() + 64);
+        if self.regex_text > MAX_REGEX_TEXT {
+            return Err(self.syntax(format!(
+                "more than {} KiB of regex text in one message",
+                MAX_REGEX_TEXT >> 10
+            )));
+        }
+        Regex::parse_bytes(text).map_err(|error| ExprError::Regex { error })
+    }
+
+    /// `ws.OP payload* flag*`, after the `ws`.
+    fn ws_frame(&mut self) -> Result<Piece, ExprError> {
+        self.dot()?;
+        let opcode = match self.word() {
+            b"continuation" | b"cont" => 0x0,
+            b"text" => 0x1,
+            b"binary" => 0x2,
+            b"close" => 0x8,
+            b"ping" => 0x9,
+            b"pong" => 0xa,
+            b"" => return Err(self.unknown()),
+            other => {
+                let name = printable(other, 24);
+                return Err(self.syntax(format!("unknown WebSocket frame type \"{name}\"")));
+            }
+        };
+        let mut payload = Vec::new();
+        let mut fin = true;
+        let mut rsv = 0u8;
+        let mut flags_seen = false;
+        loop {
+            self.skip_blanks();
+            match self.peek() {
+                None => return Err(self.unterminated()),
+                Some(b'}') => break,
+                Some(b'"' | b'<') if flags_seen => {
+                    return Err(self.syntax("frame payload after flags"));
+                }
+                Some(b'"') => {
+                    let more = self.quoted()?;
+                    payload.extend_from_slice(&more);
+                }
+                Some(b'<') => {
+                    let more = self.file()?;
+                    payload.extend_from_slice(&more);
+                }
+                Some(b'.') => {
+                    let end = self.pos.saturating_add(3);
+                    if self.data.get(self.pos..end) != Some(b"...") {
+                        return Err(self.unexpected());
+                    }
+                    self.pos = end;
+                    fin = false;
+                    flags_seen = true;
+                }
+                Some(_) => {
+                    let at = self.pos;
+                    rsv |= match self.word() {
+                        b"rsv1" => 0x40,
+                        b"rsv2" => 0x20,
+                        b"rsv3" => 0x10,
+                        _ => {
+                            self.pos = at;
+                            return Err(self.unexpected());
+                        }
+                    };
+                    flags_seen = true;
+                }
+            }
+        }
+        if opcode >= 0x8 && payload.len() > 125 {
+            return Err(self.syntax(format!(
+                "control frame payload of {} bytes (more than 125)",
+                payload.len()
+            )));
+        }
+        Ok(Piece::WsFrame {
+            fin,
+            rsv,
+            opcode,
+            payload,
+        })
+    }
+
+    /// A quoted string at the current `"`, unescaped.
+    fn quoted(&mut self) -> Result<Vec<u8>, ExprError> {
+        self.pos += 1;
+        let begin = self.pos;
+        loop {
+            match self.peek() {
+                None => return Err(self.unterminated()),
+                Some(b'\\') => self.pos += 2,
+                Some(b'"') => break,
+                Some(_) => self.pos += 1,
+            }
+        }
+        let inside = self.data.get(begin..self.pos).unwrap_or(&[]);
+        self.pos += 1;
+        Ok(unescape(inside))
+    }
+
+    /// `<name>` at the current `<`: the file's contents.
+    fn file(&mut self) -> Result<Vec<u8>, ExprError> {
+        self.pos += 1;
+        self.skip_blanks();
+        let name = if self.peek() == Some(b'"') {
+            self.quoted()?
+        } else {
+            let begin = self.pos;
+            while self
+                .peek()
+                .is_some_and(|b| !is_blank(b) && !b"[]\"'{}<>()".contains(&b))
+            {
+                self.pos += 1;
+            }
+            self.data.get(begin..self.pos).unwrap_or(&[]).to_vec()
+        };
+        self.skip_blanks();
+        match self.peek() {
+            None => return Err(self.unterminated()),
+            Some(b'>') if !name.is_empty() => self.pos += 1,
+            Some(b'>') => return Err(self.syntax("missing file name")),
+            Some(_) => return Err(self.syntax("bad file name")),
+        }
+        self.read_file(&name)
+    }
+
+    fn read_file(&mut self, name: &[u8]) -> Result<Vec<u8>, ExprError> {
+        let path = printable(name, QUOTE_LIMIT);
+        let fail = |error: io::Error| ExprError::File {
+            path: path.clone(),
+            reason: io_reason(&error),
+        };
+        let room = self.max_total.saturating_sub(self.produced);
+        let limit = MAX_FILE_LEN.min(room);
+        let file = File::open(OsStr::from_bytes(name)).map_err(fail)?;
+        let mut contents = Vec::new();
+        file.take(limit as u64 + 1)
+            .read_to_end(&mut contents)
+            .map_err(fail)?;
+        if contents.len() > limit {
+            return Err(if limit == MAX_FILE_LEN {
+                ExprError::FileTooLarge { path }
+            } else {
+                ExprError::TooLarge
+            });
+        }
+        self.produced = self.produced.saturating_add(contents.len());
+        Ok(contents)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn parse(text: &str, unescape: bool) -> Template {
+        parse_bytes(text.as_bytes(), unescape)
+    }
+
+    fn parse_bytes(text: &[u8], unescape: bool) -> Template {
+        let mut rng = Rand32::new(7);
+        match Template::parse(text, unescape, &mut rng) {
+            Ok(t) => t,
+            Err(e) => panic!("{:?} should parse: {e}", String::from_utf8_lossy(text)),
+        }
+    }
+
+    fn fail(text: &str) -> ExprError {
+        let mut rng = Rand32::new(7);
+        match Template::parse(text.as_bytes(), false, &mut rng) {
+            Ok(t) => panic!("{text:?} should fail, got {t:?}"),
+            Err(e) => e,
+        }
+    }
+
+    fn render_with(t: &Template, uid: u64, ptr: u64, client_side: bool, seed: u64) -> Vec<u8> {
+        let mut rng = Rand32::new(seed);
+        let mut ctx = RenderCtx {
+            uid,
+            ptr,
+            rng: &mut rng,
+            client_side,
+        };
+        let mut out = Vec::new();
+        let mut markers = Vec::new();
+        t.render(&mut ctx, &mut out, &mut markers);
+        out
+    }
+
+    fn render(t: &Template) -> Vec<u8> {
+        render_with(t, 1, 0x7ff6_b400_1730, false, 1)
+    }
+
+    /// A file under the temp directory, removed on drop.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(name: &str, contents: &[u8]) -> TempFile {
+            let path =
+                std::env::temp_dir().join(format!("expr-test-{}-{name}", std::process::id()));
+            if let Err(e) = std::fs::write(&path, contents) {
+                panic!("cannot write {path:?}: {e}");
+            }
+            TempFile(path)
+        }
+
+        fn path(&self) -> String {
+            self.0.to_string_lossy().into_owned()
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn plain_text() {
+        let t = parse("hello", false);
+        assert_eq!(t.pieces, vec![Piece::Bytes(b"hello".to_vec())]);
+        assert!(t.is_plain());
+        assert_eq!(t.scope(), Scope::Static);
+        assert_eq!(parse("", false).pieces, vec![]);
+        // `\\{x}` is literal, so are a lone `}` and a final backslash.
+        assert_eq!(render(&parse(r"a\\{x}b}c\", false)), br"a\\{x}b}c\");
+    }
+
+    #[test]
+    fn spec_get_example() {
+        let t = parse(r"GET /image-\{connection.uid%10}.jpg\r\n\r\n", true);
+        assert_eq!(
+            t.pieces,
+            vec![
+                Piece::Bytes(b"GET /image-".to_vec()),
+                Piece::ConnUid { modulo: Some(10) },
+                Piece::Bytes(b".jpg\r\n\r\n".to_vec()),
+            ]
+        );
+        assert_eq!(t.scope(), Scope::Connection);
+        assert!(!t.is_plain());
+        assert_eq!(
+            render_with(&t, 123, 0, true, 1),
+            b"GET /image-3.jpg\r\n\r\n"
+        );
+        assert_eq!(
+            t.lengths(false),
+            Lengths {
+                min: 20,
+                max: 20,
+                avg: 20
+            }
+        );
+        // Without -e the escapes stay.
+        let t = parse(r"GET /\{connection.uid}\r\n", false);
+        assert_eq!(render_with(&t, 42, 0, false, 1), br"GET /42\r\n");
+    }
+
+    #[test]
+    fn numbers() {
+        let t = parse(r"\{ connection . uid % 7 }", false);
+        assert_eq!(t.pieces, vec![Piece::ConnUid { modulo: Some(7) }]);
+        assert_eq!(render_with(&t, 20, 0, false, 1), b"6");
+        let t = parse("\\{\tconnection\n.uid}", false);
+        assert_eq!(
+            render_with(&t, u64::MAX, 0, false, 1),
+            b"18446744073709551615"
+        );
+        assert_eq!(render_with(&t, 0, 0, false, 1), b"0");
+        let t = parse(r"\{connection.ptr}", false);
+        assert_eq!(
+            render_with(&t, 1, 0x7ff6_b400_1730, false, 1),
+            b"0x7ff6b4001730"
+        );
+        assert_eq!(render_with(&t, 1, 0, false, 1), b"0x0");
+        assert_eq!(t.scope(), Scope::Connection);
+        let t = parse(r"\{connection.ptr % 1000}", false);
+        assert_eq!(t.pieces, vec![Piece::ConnPtr { modulo: Some(1000) }]);
+        assert_eq!(render_with(&t, 1, 123_456, false, 1), b"456");
+        assert_eq!(
+            modulo_lengths(10),
+            Lengths {
+                min: 1,
+                max: 1,
+                avg: 1
+            }
+        );
+        assert_eq!(
+            modulo_lengths(1000),
+            Lengths {
+                min: 1,
+                max: 3,
+                avg: 2
+            }
+        );
+        assert_eq!(modulo_lengths(u64::MAX).max, 20);
+        assert_eq!(modulo_lengths(1).max, 1);
+    }
+
+    #[test]
+    fn regexes() {
+        let t = parse(r"\{re [a-z0-9]+}", false);
+        assert_eq!(t.scope(), Scope::Message);
+        let mut distinct = std::collections::HashSet::new();
+        for seed in 0..50 {
+            let out = render_with(&t, 1, 1, false, seed);
+            assert!((1..=16).contains(&out.len()));
+            assert!(out
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+            distinct.insert(out);
+        }
+        assert!(distinct.len() > 40, "re should differ per render");
+
+        let t = parse(r"\{connection.re (ab|cd){3}}", false);
+        assert_eq!(t.scope(), Scope::Connection);
+        assert_eq!(render(&t).len(), 6);
+
+        // global.re: drawn once at parse time.
+        let t = parse(r"x\{global.re [a-z]{12}}y", false);
+        assert_eq!(t.scope(), Scope::Static);
+        assert!(t.is_plain());
+        assert_eq!(t.pieces.len(), 1);
+        let first = render_with(&t, 1, 1, false, 1);
+        assert_eq!(first.len(), 14);
+        for seed in 2..10 {
+            assert_eq!(render_with(&t, seed, seed, true, seed), first);
+        }
+
+        // The regex runs to the closing brace, braces of {n} included;
+        // leading blanks are skipped, trailing ones kept.
+        assert_eq!(
+            render(&parse(r"\{re  hello world }", false)),
+            b"hello world "
+        );
+        assert_eq!(render(&parse(r"\{re a{3}}", false)), b"aaa");
+        assert_eq!(render(&parse(r"\{re [}]\}}", false)), b"}}");
+        assert_eq!(render(&parse(r"\{raw {re x{2}}}!", false)), b"xx!");
+    }
+
+    #[test]
+    fn markers() {
+        let t = parse(r"Foo\{message.marker}Bar\{ message . marker }", false);
+        assert_eq!(t.scope(), Scope::Message);
+        assert_eq!(
+            t.lengths(true),
+            Lengths {
+                min: 66,
+                max: 66,
+                avg: 66
+            }
+        );
+        let mut rng = Rand32::new(1);
+        let mut ctx = RenderCtx {
+            uid: 1,
+            ptr: 1,
+            rng: &mut rng,
+            client_side: true,
+        };
+        let mut out = b"prefix".to_vec();
+        let mut markers = Vec::new();
+        t.render(&mut ctx, &mut out, &mut markers);
+        assert_eq!(markers, vec![9, 42]);
+        assert_eq!(&out[9..39], b"TCPKaliMsgTS-0000000000000000.");
+        stamp_marker(&mut out, 9, 0x0006_6142_52c0_e482);
+        stamp_marker(&mut out, 42, u64::MAX);
+        assert_eq!(
+            out,
+            b"prefixFooTCPKaliMsgTS-0006614252c0e482.BarTCPKaliMsgTS-ffffffffffffffff.".to_vec()
+        );
+        // Out of range: nothing happens.
+        let mut short = b"TCPKaliMsgTS-0000".to_vec();
+        stamp_marker(&mut short, 0, 1);
+        stamp_marker(&mut short, usize::MAX, 1);
+        assert_eq!(short, b"TCPKaliMsgTS-0000");
+    }
+
+    #[test]
+    fn ws_frames() {
+        let t = parse(r#"\{ws.binary "hi" rsv1 rsv3 ...}"#, false);
+        assert_eq!(
+            t.pieces,
+            vec![Piece::WsFrame {
+                fin: false,
+                rsv: 0x50,
+                opcode: 2,
+                payload: b"hi".to_vec()
+            }]
+        );
+        assert_eq!(render(&t)[0], 0x52);
+        assert_eq!(t.scope(), Scope::Static);
+        assert!(!t.is_plain());
+
+        let t = parse(r#"\{ws.text "hi"}"#, false);
+        assert_eq!(render_with(&t, 1, 1, false, 1), [0x81, 0x02, b'h', b'i']);
+        let client = render_with(&t, 1, 1, true, 1);
+        assert_eq!(client.len(), 8);
+        assert_eq!(client[..2], [0x81, 0x82]);
+        let key = [client[2], client[3], client[4], client[5]];
+        assert_eq!([client[6] ^ key[0], client[7] ^ key[1]], *b"hi");
+        // The key is random: different seeds give different keys.
+        let other = render_with(&t, 1, 1, true, 2);
+        assert_ne!(client[2..6], other[2..6]);
+        assert_eq!(t.lengths(false).max, 4);
+        assert_eq!(t.lengths(true).min, 8);
+        assert_eq!((t.min_len(), t.max_len()), (4, 8));
+
+        let opcodes = [
+            ("continuation", 0x0),
+            ("cont", 0x0),
+            ("text", 0x1),
+            ("binary", 0x2),
+            ("close", 0x8),
+            ("ping", 0x9),
+            ("pong", 0xa),
+        ];
+        for (name, code) in opcodes {
+            let t = parse(&format!("\\{{ ws . {name} }}"), false);
+            assert_eq!(render(&t), [0x80 | code, 0]);
+            assert_eq!(render_with(&t, 1, 1, true, 3).len(), 6);
+        }
+        let t = parse(r#"\{ws.pong "a" "b" rsv2}"#, false);
+        assert_eq!(render(&t), [0xaa, 2, b'a', b'b']);
+
+        // Medium and long payloads.
+        let file = TempFile::new("long", &vec![7u8; 70_000]);
+        let t = parse(&format!("\\{{ws.binary <{}>}}", file.path()), false);
+        let out = render(&t);
+        assert_eq!(out[..10], [0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
+        assert_eq!(out.len(), 70_010);
+        assert_eq!(t.lengths(true).max, 70_014);
+        let medium = "x".repeat(300);
+        let t = parse(&format!("\\{{ws.text \"{medium}\"}}"), false);
+        let out = render_with(&t, 1, 1, true, 9);
+        assert_eq!(out[..4], [0x81, 0xfe, 0x01, 0x2c]);
+        assert_eq!(out.len(), 4 + 4 + 300);
+        assert_eq!(t.lengths(true).avg, 308);
+        let t = parse(&format!("\\{{ws.ping \"{}\"}}", "y".repeat(125)), false);
+        assert_eq!(render(&t).len(), 127);
+    }
+
+    #[test]
+    fn raw_parts() {
+        let t = parse(r#"A\{raw "hi"}B"#, false);
+        assert_eq!(
+            t.pieces,
+            vec![
+                Piece::Bytes(b"A".to_vec()),
+                Piece::Raw(vec![Piece::Bytes(b"hi".to_vec())]),
+                Piece::Bytes(b"B".to_vec()),
+            ]
+        );
+        assert_eq!(render(&t), b"AhiB");
+        assert!(!t.is_plain());
+        assert_eq!(t.scope(), Scope::Static);
+
+        let t = parse(r"\{raw {connection.uid}}", false);
+        assert_eq!(
+            t.pieces,
+            vec![Piece::Raw(vec![Piece::ConnUid { modulo: None }])]
+        );
+        assert_eq!(t.scope(), Scope::Connection);
+        assert_eq!(render_with(&t, 77, 0, false, 1), b"77");
+        let t = parse(r"\{raw{raw { message.marker } }}", false);
+        assert_eq!(t.scope(), Scope::Message);
+        assert_eq!(render(&t).len(), MARKER_LEN);
+        let file = TempFile::new("raw", b"\x00\xffbin");
+        let t = parse(&format!("\\{{raw <{}>}}", file.path()), false);
+        assert_eq!(render(&t), b"\x00\xffbin");
+    }
+
+    #[test]
+    fn files() {
+        assert_eq!(
+            parse(r"a\{ < /dev/null >}b", false).pieces,
+            vec![Piece::Bytes(b"ab".to_vec())]
+        );
+        let file = TempFile::new("data", b"\\{not an expression}\x00\n\\n");
+        let t = parse(&format!("<\\{{<{}>}}>", file.path()), true);
+        // File contents are neither parsed nor unescaped.
+        assert_eq!(
+            t.pieces,
+            vec![Piece::Bytes(b"<\\{not an expression}\x00\n\\n>".to_vec())]
+        );
+        let t = parse(&format!("\\{{<\"{}\">}}", file.path()), false);
+        assert_eq!(render(&t).len(), 24);
+    }
+
+    #[test]
+    fn quoting_and_unescaping() {
+        // Quoted strings are always unescaped; `\"` is a quote.
+        assert_eq!(render(&parse(r#"\{raw "a\"b\n\x41"}"#, false)), b"a\"b\nA");
+        assert_eq!(render(&parse(r#"\{raw "a\"b\n\x41"}"#, true)), b"a\"b\nA");
+        assert_eq!(render(&parse(r#"\{raw "}{"}"#, false)), b"}{");
+        // -e applies to literal runs only when asked.
+        assert_eq!(
+            render(&parse(r#"a\nb\{raw "c\nd"}\t"#, false)),
+            b"a\\nbc\nd\\t"
+        );
+        assert_eq!(
+            render(&parse(r#"a\nb\{raw "c\nd"}\t"#, true)),
+            b"a\nbc\nd\t"
+        );
+        // A quoted string is unescaped once only, even with -e.
+        assert_eq!(render(&parse(r#"\{ws.text "\\n"}"#, true)), b"\x81\x02\\n");
+        // `\\{` stays literal text; with -e it becomes `\{`, still literal.
+        assert_eq!(
+            render(&parse(r"\\{connection.uid}", true)),
+            br"\{connection.uid}"
+        );
+        // Non-UTF-8 literal data passes through.
+        assert_eq!(
+            render(&parse_bytes(b"\xff\\{raw \"\xfe\"}", false)),
+            b"\xff\xfe"
+        );
+    }
+
+    #[test]
+    fn errors() {
+        use ExprError as E;
+        let unknown = [
+            "\\{foo}",
+            "\\{ws}",
+            "\\{ws.}",
+            "\\{connection.foo}",
+            "\\{global.uid}",
+            "\\{message}",
+            "\\{message.uid}",
+            "\\{\"x\"}",
+            "\\{%}",
+            "\\{reabc}",
+            "\\{connection uid}",
+        ];
+        for text in unknown {
+            assert!(
+                matches!(fail(text), E::Unknown { .. }),
+                "{text}: {:?}",
+                fail(text)
+            );
+        }
+        assert_eq!(
+            fail(r"\{foo}").to_string(),
+            r#"unknown expression "\{foo}""#
+        );
+        assert_eq!(
+            fail(r"x\{connection.uid % 0}y").to_string(),
+            r#"modulo by zero in "\{connection.uid % 0}""#
+        );
+        assert!(matches!(
+            fail(r"\{connection.ptr%0}"),
+            E::ModuloByZero { .. }
+        ));
+        let syntax = [
+            r#"\{ws.binary rsv1 "x"}"#,
+            r#"\{ws.binary ... <x>}"#,
+            r"\{ws.text bogus}",
+            r"\{ws.text ..}",
+            r"\{ws.foo}",
+            r#"\{ws.ping "a" "b" ! }"#,
+            r"\{message.marker % 5}",
+            r"\{message.marker%5}",
+            r"\{connection.uid % 10 % 3}",
+            r"\{connection.uid %}",
+            r"\{connection.uid % x}",
+            r"\{connection.uid % 99999999999999999999}",
+            r"\{connection.uid x}",
+            r"\{}",
+            r"\{ }",
+            r"\{re }",
+            r"\{raw}",
+            r"\{raw x}",
+            r#"\{raw {ws.text "x"}}"#,
+            r"\{raw {}}",
+            r"\{<>}",
+            r"\{< >}",
+            r"\{<a b>}",
+            r#"\{"a" }"#,
+        ];
+        for text in syntax {
+            match fail(text) {
+                E::Syntax { .. } | E::Unknown { .. } => {}
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            fail(r#"\{ws.binary rsv1 "x"}"#).to_string(),
+            r#"frame payload after flags in "\{ws.binary rsv1 "x"}""#
+        );
+        let deep = format!(
+            "\\{{{}connection.uid{}}}",
+            "raw {".repeat(17),
+            "}".repeat(17)
+        );
+        assert!(matches!(fail(&deep), E::Syntax { .. }));
+        let ok = format!(
+            "\\{{{}connection.uid{}}}",
+            "raw {".repeat(16),
+            "}".repeat(16)
+        );
+        assert_eq!(parse(&ok, false).scope(), Scope::Connection);
+
+        let long_ping = format!("\\{{ws.ping \"{}\"}}", "y".repeat(126));
+        assert!(matches!(fail(&long_ping), E::Syntax { .. }));
+        assert!(matches!(
+            fail(&long_ping.replace("ping", "close")),
+            E::Syntax { .. }
+        ));
+        assert!(matches!(
+            fail(&long_ping.replace("ping", "pong")),
+            E::Syntax { .. }
+        ));
+        assert!(Template::parse(
+            long_ping.replace("ping", "text").as_bytes(),
+            false,
+            &mut Rand32::new(1)
+        )
+        .is_ok());
+
+        for text in [
+            r"\{",
+            r"x\{connection.uid",
+            r"\{raw {connection.uid}",
+            r#"\{raw "abc}"#,
+            r"\{re abc",
+            r"\{re [}",
+            r"\{re a{2}",
+            r"\{ws.text",
+            r#"\{ws.text "a"#,
+            r"\{</dev/null",
+            r"\{raw",
+            r"\{connection.",
+            r"\{re a\",
+        ] {
+            assert!(
+                matches!(fail(text), E::Unterminated { .. }),
+                "{text}: {:?}",
+                fail(text)
+            );
+        }
+        assert_eq!(
+            fail(r"ab\{connection.uid").to_string(),
+            r#"unterminated "\{" in "\{connection.uid""#
+        );
+
+        assert_eq!(
+            fail(r"\{</no/such/file>}").to_string(),
+            "cannot read </no/such/file>: No such file or directory"
+        );
+        assert!(matches!(fail(r"\{ws.text </no/such>}"), E::File { .. }));
+        assert!(matches!(fail(r"\{raw </>}"), E::File { .. }));
+
+        let e = fail(r"\{re [z-a]}");
+        assert!(matches!(e, E::Regex { .. }));
+        assert_eq!(e.to_string(), r#"bad regex "[z-a]": bad range "z-a""#);
+        assert!(matches!(fail(r"\{connection.re (ab}"), E::Regex { .. }));
+        assert!(matches!(fail(r"\{global.re a{x}}"), E::Regex { .. }));
+        assert!(matches!(fail(r"\{re *a}"), E::Regex { .. }));
+
+        // Messages stay on one line.
+        let e = fail("\\{foo\nbar}").to_string();
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn size_limits() {
+        let limited = |text: &str, max: usize| {
+            Template::parse_limited(text.as_bytes(), false, &mut Rand32::new(1), max)
+        };
+        // global.re output counts, and is checked before drawing.
+        let one = r"\{global.re .{1000}}";
+        assert!(limited(&one.repeat(4), 4000).is_ok());
+        assert!(matches!(
+            limited(&one.repeat(5), 4000),
+            Err(ExprError::TooLarge)
+        ));
+        // So do files.
+        let file = TempFile::new("limit", &[b'z'; 1500]);
+        let reference = format!("\\{{<{}>}}", file.path());
+        assert!(limited(&reference.repeat(2), 3000).is_ok());
+        assert!(matches!(
+            limited(&reference.repeat(3), 3000),
+            Err(ExprError::TooLarge)
+        ));
+        assert!(matches!(
+            limited(&reference, 1000),
+            Err(ExprError::TooLarge)
+        ));
+        // So do the longest renderings of dynamic parts.
+        assert!(limited(r"\{re .{1000}}", 1000).is_ok());
+        assert!(matches!(
+            limited(r"\{re .{1000}x}", 1000),
+            Err(ExprError::TooLarge)
+        ));
+        assert!(matches!(
+            limited("x".repeat(11).as_str(), 10),
+            Err(ExprError::TooLarge)
+        ));
+        // Regex text is bounded too.
+        let big = format!("\\{{re {}}}", "a".repeat(4000));
+        assert!(Template::parse(big.repeat(200).as_bytes(), false, &mut Rand32::new(1)).is_ok());
+        assert!(matches!(fail(&big.repeat(300)), ExprError::Syntax { .. }));
+        // And with the real limit.
+        let dynamic = r"\{re (.{1000}){1000}}".repeat(200);
+        assert!(matches!(fail(&dynamic), ExprError::TooLarge));
+    }
+
+    /// Parses `input` and renders it on both sides, checking the lengths.
+    fn exercise(input: &[u8], unescape: bool, rng: &mut Rand32) -> bool {
+        let Ok(t) = Template::parse(input, unescape, rng) else {
+            return false;
+        };
+        for client_side in [false, true] {
+            let lengths = t.lengths(client_side);
+            assert!(lengths.min <= lengths.max && lengths.max <= MAX_TEMPLATE_LEN);
+            let uid = u64::from(rng.rand_u32()) << rng.rand_range(0..33);
+            let ptr = u64::from(rng.rand_u32()) << rng.rand_range(0..33);
+            let mut out = Vec::new();
+            let mut markers = Vec::new();
+            let mut ctx = RenderCtx {
+                uid,
+                ptr,
+                rng: &mut *rng,
+                client_side,
+            };
+            t.render(&mut ctx, &mut out, &mut markers);
+            assert!(
+                out.len() >= lengths.min && out.len() <= lengths.max,
+                "{:?}: {} not in {lengths:?}",
+                String::from_utf8_lossy(input),
+                out.len()
+            );
+            for &at in &markers {
+                assert_eq!(out.get(at..at + 13), Some(MARKER_PREFIX));
+                stamp_marker(&mut out, at, u64::from(rng.rand_u32()));
+            }
+        }
+        true
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut rng = Rand32::new(11);
+        for i in 0..20_000 {
+            let len = rng.rand_range(0..48) as usize;
+            let mut input: Vec<u8> = (0..len).map(|_| rng.rand_u32() as u8).collect();
+            if i % 2 == 0 {
+                input.splice(0..0, b"\\{".iter().copied());
+            }
+            exercise(&input, i % 3 == 0, &mut rng);
+        }
+    }
+
+    #[test]
+    fn random_tokens_never_panic() {
+        const TOKENS: &[&str] = &[
+            "\\{",
+            "}",
+            "{",
+            "ws.",
+            "ws",
+            ".",
+            "text",
+            "ping",
+            "close",
+            "binary",
+            "cont",
+            "re ",
+            "connection.",
+            "uid",
+            "ptr",
+            "message.marker",
+            "raw ",
+            "global.re ",
+            "\"",
+            "\\\"",
+            "<",
+            ">",
+            "%",
+            " ",
+            "0",
+            "7",
+            "12345678901234567890",
+            "...",
+            "rsv1",
+            "rsv3",
+            "[a-z]",
+            "[",
+            "]",
+            "(",
+            ")",
+            "|",
+            "*",
+            "+",
+            "{3}",
+            "a",
+            "\\",
+            "\\\\",
+            "/dev/null",
+            "\n",
+            "\\n",
+            "\\x41",
+            "é",
+        ];
+        let mut rng = Rand32::new(12);
+        let mut parsed = 0;
+        for i in 0..20_000 {
+            let count = rng.rand_range(0..20) as usize;
+            let mut input = Vec::new();
+            for _ in 0..count {
+                let token = TOKENS[rng.rand_range(0..TOKENS.len() as u32) as usize];
+                input.extend_from_slice(token.as_bytes());
+            }
+            if exercise(&input, i % 2 == 0, &mut rng) && input.windows(2).any(|w| w == b"\\{") {
+                parsed += 1;
+            }
+        }
+        assert!(parsed > 100, "only {parsed} inputs with expressions parsed");
+    }
+
+    #[test]
+    fn mutated_expressions_never_panic() {
+        const FRAGMENTS: &[&str] = &[
+            "text ",
+            r"\\{",
+            "}",
+            r"\{connection.uid}",
+            r"\{connection.uid % 10}",
+            r"\{ connection . ptr }",
+            r"\{connection.ptr%7}",
+            r"\{re [a-z]{2,5}}",
+            r"\{connection.re (ab|cd)+}",
+            r"\{global.re x?y*}",
+            r"\{message.marker}",
+            r#"\{ws.text "hi"}"#,
+            r#"\{ws.binary "a" "b" rsv1 ...}"#,
+            r"\{ws.ping}",
+            r"\{ws.close </dev/null> rsv2}",
+            r#"\{raw "r\n"}"#,
+            r"\{raw {re .}}",
+            r"\{raw {raw {connection.uid % 3}}}",
+            r"\{</dev/null>}",
+            r"\n\t\x41",
+        ];
+        let mut rng = Rand32::new(13);
+        let mut parsed = 0;
+        for i in 0..20_000 {
+            let count = 1 + rng.rand_range(0..4) as usize;
+            let mut input = Vec::new();
+            for _ in 0..count {
+                let fragment = FRAGMENTS[rng.rand_range(0..FRAGMENTS.len() as u32) as usize];
+                input.extend_from_slice(fragment.as_bytes());
+            }
+            for _ in 0..rng.rand_range(0..3) {
+                let at = rng.rand_range(0..input.len() as u32 + 1) as usize;
+                match rng.rand_range(0..3) {
+                    0 if at < input.len() => {
+                        input.remove(at);
+                    }
+                    1 => {
+                        const META: &[u8] = br#"{}\"% .<>[]()*+|0123456789"#;
+                        input.insert(at, META[rng.rand_range(0..META.len() as u32) as usize]);
+                    }
+                    _ => input.insert(at, rng.rand_u32() as u8),
+                }
+            }
+            if exercise(&input, i % 2 == 0, &mut rng) {
+                parsed += 1;
+            }
+        }
+        assert!(parsed > 5_000, "only {parsed} inputs parsed");
+    }
+}
