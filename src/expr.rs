@@ -531,7 +531,6 @@ impl Template {
     pub fn max_len(&self) -> usize {
         self.lengths(true).max
     }
-
 }
 
 fn is_blank(b: u8) -> bool {
