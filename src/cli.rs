@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::config::{DestSpec, ListenSpec, Options, Snippet};
 use crate::content::{self, MessageFileError};
-use crate::expr::Template;
+use crate::expr::{Piece, Template};
 use crate::units::{self, fmt_g, UnitError};
 
 /// What the command line asked for.
@@ -592,6 +592,9 @@ struct RawSnippet {
     data: Vec<u8>,
     origin: String,
     first: bool,
+    /// File contents: sent as they are, never parsed or unescaped (a
+    /// binary file may well contain `\{`).
+    verbatim: bool,
 }
 
 struct State {
@@ -810,6 +813,7 @@ impl State {
             data,
             origin,
             first,
+            verbatim: false,
         });
         Ok(())
     }
@@ -822,7 +826,13 @@ impl State {
             self.notes
                 .push(format!("{path}: Warning: file has no content"));
         }
-        self.snippet(data, format!("{option}={path}"), first)
+        self.snippets.push(RawSnippet {
+            data,
+            origin: format!("{option}={path}"),
+            first,
+            verbatim: true,
+        });
+        Ok(())
     }
 
     /// Applies one option. Returns `Some(action)` for help and version.
@@ -1047,8 +1057,14 @@ impl State {
             ^ u64::from(std::process::id());
         let mut rng = oorandom::Rand32::new(seed);
         for raw in std::mem::take(&mut self.snippets) {
-            let template = Template::parse(&raw.data, self.unescape, &mut rng)
-                .map_err(|e| CliError::Usage(format!("{}: {e}", raw.origin)))?;
+            let template = if raw.verbatim {
+                Template {
+                    pieces: vec![Piece::Bytes(raw.data)],
+                }
+            } else {
+                Template::parse(&raw.data, self.unescape, &mut rng)
+                    .map_err(|e| CliError::Usage(format!("{}: {e}", raw.origin)))?
+            };
             let snippet = Snippet {
                 template,
                 origin: raw.origin,
@@ -1715,7 +1731,7 @@ mod tests {
     }
 
     #[test]
-    fn messages_in_order_and_unescaped_everywhere() {
+    fn messages_in_order_and_unescaped_everywhere_but_in_files() {
         let f = temp_file("order", b"F\\n");
         let o = opts(&[
             "-m",
@@ -1734,7 +1750,7 @@ mod tests {
         let _ = std::fs::remove_file(&f);
         assert_eq!(
             data(&o.messages),
-            vec![b"a\n".as_slice(), b"F\n".as_slice(), b"b".as_slice()]
+            vec![b"a\n".as_slice(), b"F\\n".as_slice(), b"b".as_slice()]
         );
         assert_eq!(
             data(&o.first_messages),
@@ -1743,7 +1759,7 @@ mod tests {
         assert_eq!(o.messages[0].origin, "--message");
         assert_eq!(o.messages[1].origin, format!("--message-file={f}"));
         assert_eq!(o.first_messages[0].origin, "--first-message");
-        assert_eq!(message(&o), b"a\nF\nb");
+        assert_eq!(message(&o), b"a\nF\\nb");
         // Without -e the data is kept as typed.
         let o = opts(&["-m", "a\\n", "h:1"]);
         assert_eq!(message(&o), b"a\\n");
@@ -1782,13 +1798,11 @@ mod tests {
         );
         assert!(err_text(&["-m", "\\{connection.uid % 0}", "h:1"])
             .starts_with("--message: modulo by zero"));
+        // Files are sent as they are: a binary file may contain `\{`.
         let f = temp_file("expr", b"x\\{re [z-a]}");
-        let text = err_text(&["-f", &f, "h:1"]);
+        let o = opts(&["-f", &f, "-e", "h:1"]);
         let _ = std::fs::remove_file(&f);
-        assert!(
-            text.starts_with(&format!("--message-file={f}: bad")),
-            "{text}"
-        );
+        assert_eq!(message(&o), b"x\\{re [z-a]}");
         // A plain brace is fine.
         assert_eq!(message(&opts(&["-m", "{}", "h:1"])), b"{}");
         // A message marker switches message-marker mode on.
