@@ -329,13 +329,13 @@ static FLAGS: &[Flag] = &[
     flag(Id::Message, &["message"], Some(b'm'), Req("<string>"), Content, "Message to send repeatedly (repeatable)").common(),
     flag(Id::MessageFile, &["message-file"], Some(b'f'), Req("<filename>"), Content, "Like --message, with the file's contents").common(),
     flag(Id::MessageRate, &["message-rate"], Some(b'r'), Req("<Rate>|@<Latency>"), Content, "Messages per second per connection, or @latency target").default("unlimited").common(),
-    flag(Id::MessageStop, &["message-stop"], None, Req("<string>"), Content, "Stop when this string is received").unsupported(),
+    flag(Id::MessageStop, &["message-stop"], None, Req("<string>"), Content, "Stop when this string is received"),
     // Latency
-    flag(Id::LatencyConnect, &["latency-connect"], None, Switch, Latency, "Measure TCP connect latency").unsupported(),
-    flag(Id::LatencyFirstByte, &["latency-first-byte"], None, Switch, Latency, "Measure time to first byte").unsupported(),
-    flag(Id::LatencyMarker, &["latency-marker"], None, Req("<string>"), Latency, "Measure latency until this string is received").unsupported(),
-    flag(Id::LatencyMarkerSkip, &["latency-marker-skip"], None, Req("<N>"), Latency, "Ignore the first N markers on each connection").default("0").unsupported(),
-    flag(Id::LatencyPercentiles, &["latency-percentiles"], None, Req("<list>"), Latency, "Percentiles to report, e.g. 50,95,99.9").default("95,99,99.5").unsupported(),
+    flag(Id::LatencyConnect, &["latency-connect"], None, Switch, Latency, "Measure TCP connect latency"),
+    flag(Id::LatencyFirstByte, &["latency-first-byte"], None, Switch, Latency, "Measure time to first byte"),
+    flag(Id::LatencyMarker, &["latency-marker"], None, Req("<string>"), Latency, "Measure latency until this string is received"),
+    flag(Id::LatencyMarkerSkip, &["latency-marker-skip"], None, Req("<N>"), Latency, "Ignore the first N markers on each connection").default("0"),
+    flag(Id::LatencyPercentiles, &["latency-percentiles"], None, Req("<list>"), Latency, "Percentiles to report, e.g. 50,95,99.9").default("95,99,99.5"),
     flag(Id::MessageMarker, &["message-marker"], None, Switch, Latency, "Measure latency from \\{message.marker} timestamps"),
     // StatsD
     flag(Id::Statsd, &["statsd"], None, Switch, Statsd, "Send statistics to StatsD").unsupported(),
@@ -602,6 +602,10 @@ struct State {
     notes: Vec<String>,
     unescape: bool,
     snippets: Vec<RawSnippet>,
+    /// `--latency-marker` and `--message-stop` as typed (unescaped and
+    /// parsed once the whole line is read).
+    latency_marker: Option<Vec<u8>>,
+    message_stop: Option<Vec<u8>>,
     /// The first option seen that is not supported yet.
     unsupported: Option<String>,
 }
@@ -772,16 +776,30 @@ pub fn parse_listen(text: &str) -> Result<ListenSpec, String> {
 
 /// Loose `--latency-percentiles` check: numbers 0..100 separated by `,` or
 /// `/`, a trailing separator allowed.
-fn check_percentiles(text: &str) -> Result<(), String> {
+/// `--latency-percentiles`: numbers in 0..100 separated by `,` or `/` (a
+/// trailing separator is fine); each label is kept as typed, less leading
+/// `+` and blanks.
+fn parse_percentiles(text: &str) -> Result<Vec<(String, f64)>, String> {
     let trimmed = text.strip_suffix([',', '/']).unwrap_or(text);
+    let mut out = Vec::new();
     for item in trimmed.split([',', '/']) {
-        match item.parse::<f64>() {
-            Ok(p) if (0.0..=100.0).contains(&p) => {}
+        let label = item.trim_start_matches([' ', '+']);
+        if label.is_empty() || !label.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return Err(format!("{item:?}: not a number (digits and one dot)"));
+        }
+        if label.ends_with('.') {
+            return Err(format!("{item:?}: fractional part is missing"));
+        }
+        if label.len() > 7 {
+            return Err(format!("{item:?}: unreasonably precise percentile"));
+        }
+        match label.parse::<f64>() {
+            Ok(p) if (0.0..=100.0).contains(&p) => out.push((label.to_string(), p)),
             Ok(_) => return Err(format!("{item}: expected a percentile in 0..100")),
             Err(_) => return Err(format!("{item:?}: not a number")),
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 impl State {
@@ -791,6 +809,8 @@ impl State {
             notes: Vec::new(),
             unescape: false,
             snippets: Vec::new(),
+            latency_marker: None,
+            message_stop: None,
             unsupported: None,
         }
     }
@@ -966,8 +986,17 @@ impl State {
                 o.dump.all_in = true;
                 o.dump.all_out = true;
             }
-            Id::MessageMarker => o.message_marker = true,
-            Id::Websocket | Id::Ssl | Id::LatencyConnect | Id::LatencyFirstByte | Id::Statsd => {}
+            Id::MessageMarker => {
+                if self.latency_marker.is_some() {
+                    return Err(
+                        v.invalid("--latency-marker is already specified, use one or the other")
+                    );
+                }
+                o.message_marker = true;
+            }
+            Id::LatencyConnect => o.latency.connect = true,
+            Id::LatencyFirstByte => o.latency.first_byte = true,
+            Id::Websocket | Id::Ssl | Id::Statsd => {}
             Id::Server => {
                 if !v.text()?.contains(':') {
                     return Err(v.invalid("expected host:port"));
@@ -1027,14 +1056,27 @@ impl State {
                 if v.raw.is_empty() {
                     return Err(v.invalid("expected a non-empty string"));
                 }
-            }
-            Id::LatencyMarkerSkip => {
-                if v.unit(units::parse_count)? < 0.0 {
-                    return Err(v.invalid("expected a number >= 0"));
+                if flag.id == Id::MessageStop {
+                    self.message_stop = Some(v.raw.to_vec());
+                } else {
+                    if o.message_marker {
+                        return Err(v.invalid(
+                            "--message-marker is already specified, use one or the other",
+                        ));
+                    }
+                    self.latency_marker = Some(v.raw.to_vec());
                 }
             }
+            Id::LatencyMarkerSkip => {
+                let n = v.unit(units::parse_count)?;
+                if n.is_nan() || n < 0.0 {
+                    return Err(v.invalid("expected a number >= 0"));
+                }
+                o.latency.marker_skip = n as u64;
+            }
             Id::LatencyPercentiles => {
-                check_percentiles(v.text()?).map_err(|reason| v.invalid(reason))?;
+                let list = parse_percentiles(v.text()?).map_err(|reason| v.invalid(reason))?;
+                o.latency.percentiles.extend(list);
             }
             Id::StatsdPort => {
                 v.integer(1, 65535)?;
@@ -1075,6 +1117,35 @@ impl State {
                 self.opts.messages.push(snippet);
             }
         }
+        // These two are unescaped first, then parsed (tcpkali's order).
+        let unescaped = |raw: Vec<u8>, unescape: bool| {
+            if unescape {
+                content::unescape(&raw)
+            } else {
+                raw
+            }
+        };
+        if let Some(raw) = self.latency_marker.take() {
+            let raw = unescaped(raw, self.unescape);
+            let t = Template::parse(&raw, false, &mut rng)
+                .map_err(|e| CliError::Usage(format!("--latency-marker: {e}")))?;
+            self.opts.latency.marker = Some(t);
+        }
+        if let Some(raw) = self.message_stop.take() {
+            let raw = unescaped(raw, self.unescape);
+            let t = Template::parse(&raw, false, &mut rng)
+                .map_err(|e| CliError::Usage(format!("--message-stop: {e}")))?;
+            let plain: Option<Vec<u8>> = match t.pieces.as_slice() {
+                [Piece::Bytes(b)] => Some(b.clone()),
+                _ => None,
+            };
+            let Some(text) = plain else {
+                return Err(CliError::Usage(
+                    "--message-stop: Non-trivial expressions are not supported".to_string(),
+                ));
+            };
+            self.opts.message_stop = Some(text);
+        }
         Ok(())
     }
 }
@@ -1102,6 +1173,26 @@ fn validate(opts: &mut Options, notes: &mut Vec<String>) -> Result<(), CliError>
     let content = opts.content();
     if content.has_markers() {
         opts.message_marker = true;
+    }
+    if opts.latency.marker.is_some() && !opts.message_marker {
+        if opts.messages.is_empty() {
+            return Err(CliError::Usage(
+                "--latency-marker is given, but no messages are supposed to be sent. Specify --message?"
+                    .to_string(),
+            ));
+        }
+        if opts.destinations.is_empty() && !opts.listen_active {
+            return Err(CliError::Usage(
+                "--latency-marker is given, but no connections are supposed to be initiated. Specify <host:port>?"
+                    .to_string(),
+            ));
+        }
+    }
+    if opts.latency.percentiles.is_empty() && opts.latency.any(opts.message_marker) {
+        opts.latency.percentiles = ["95", "99", "99.5"]
+            .iter()
+            .map(|l| (l.to_string(), l.parse().unwrap_or(95.0)))
+            .collect();
     }
     let lengths = content.message_lengths(false);
     if opts.message_rate.is_some() && lengths.min == 0 {
@@ -1898,12 +1989,6 @@ mod tests {
             &["--ssl-cert=c"],
             &["--ssl-key=k"],
             &["-H", "X: y"],
-            &["--message-stop=x"],
-            &["--latency-connect"],
-            &["--latency-first-byte"],
-            &["--latency-marker=x"],
-            &["--latency-marker-skip=5"],
-            &["--latency-percentiles=50,99.9/100,"],
             &["--statsd-host=h"],
             &["--statsd-port=8125"],
             &["--statsd-namespace=n"],

@@ -40,6 +40,29 @@ pub struct Snippet {
     pub origin: String,
 }
 
+/// Latency measurement options.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LatencyOpts {
+    /// `--latency-connect`.
+    pub connect: bool,
+    /// `--latency-first-byte`.
+    pub first_byte: bool,
+    /// `--latency-marker`, parsed (it may hold per-connection expressions).
+    pub marker: Option<Template>,
+    /// `--latency-marker-skip`: markers ignored at the start of each
+    /// connection.
+    pub marker_skip: u64,
+    /// `--latency-percentiles`: each label as typed, with its value.
+    pub percentiles: Vec<(String, f64)>,
+}
+
+impl LatencyOpts {
+    /// Whether any latency kind is measured (message-marker mode counts).
+    pub fn any(&self, message_marker: bool) -> bool {
+        self.connect || self.first_byte || self.marker.is_some() || message_marker
+    }
+}
+
 /// The parsed command line. Every field holds a value that already passed
 /// its own range check; cross-option checks happen in `cli::validate`.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +102,10 @@ pub struct Options {
     /// `--message-marker`: look for `\{message.marker}` timestamps in what
     /// every connection receives (also on when a message contains one).
     pub message_marker: bool,
+    /// Latency options.
+    pub latency: LatencyOpts,
+    /// `--message-stop`: stop the run when this is received.
+    pub message_stop: Option<Vec<u8>>,
     /// `-1`, `--first-message-file`, in order.
     pub first_messages: Vec<Snippet>,
     /// `-m`, `-f`, in order; concatenated they form one message.
@@ -109,6 +136,8 @@ impl Default for Options {
             bandwidth_down: None,
             dump: DumpSpec::default(),
             message_marker: false,
+            latency: LatencyOpts::default(),
+            message_stop: None,
             first_messages: Vec::new(),
             messages: Vec::new(),
         }

@@ -1,7 +1,7 @@
 //! One connection's state: where it is in its life, what it has sent, and
 //! what the reactor last learned about its readiness.
 
-use crate::latency::MarkerScan;
+use crate::latency::{MarkerScan, MarkerTrack, StreamSearch};
 use crate::pace::Schedule;
 use crate::payload::Own;
 use std::os::fd::OwnedFd;
@@ -82,6 +82,12 @@ pub struct Conn {
     pub uid: u64,
     /// The connection's own send data, when its content is not static.
     pub own: Option<Box<Own>>,
+    /// `--latency-first-byte`: the first read is still to come.
+    pub first_byte_pending: bool,
+    /// `--latency-marker` bookkeeping, on connections that send messages.
+    pub track: Option<Box<MarkerTrack>>,
+    /// `--message-stop` search state.
+    pub stop: Option<Box<StreamSearch>>,
 }
 
 impl Conn {
@@ -106,6 +112,9 @@ impl Conn {
             scan: MarkerScan::default(),
             uid: 0,
             own: None,
+            first_byte_pending: false,
+            track: None,
+            stop: None,
         }
     }
 }

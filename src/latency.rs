@@ -5,6 +5,8 @@
 
 use crate::expr::MARKER_PREFIX as PREFIX;
 use memchr::memchr;
+use memchr::memmem::Finder;
+use std::collections::VecDeque;
 /// Hex digits of the timestamp.
 const DIGITS: u8 = 16;
 
@@ -98,6 +100,77 @@ impl MarkerScan {
     }
 }
 
+/// Finds a fixed string in a stream read in pieces: the last `len - 1`
+/// bytes of each read are kept, so an occurrence split between reads is
+/// found once. Occurrences do not overlap: the search resumes after each.
+#[derive(Debug, Clone, Default)]
+pub struct StreamSearch {
+    tail: Vec<u8>,
+}
+
+impl StreamSearch {
+    /// Feeds a read; calls `found` once per occurrence.
+    pub fn feed(&mut self, finder: &Finder<'_>, data: &[u8], mut found: impl FnMut()) {
+        let k = finder.needle().len();
+        if k == 0 {
+            return;
+        }
+        // First: an occurrence that starts in the kept tail and ends in
+        // this read (at most one can, the tail being shorter than the
+        // needle). `resume` is where the search of `data` may start.
+        let mut resume = 0;
+        if !self.tail.is_empty() {
+            let head = &data[..data.len().min(k - 1)];
+            let mut joined = Vec::with_capacity(self.tail.len() + head.len());
+            joined.extend_from_slice(&self.tail);
+            joined.extend_from_slice(head);
+            if let Some(p) = finder.find(&joined) {
+                if p < self.tail.len() {
+                    found();
+                    resume = p + k - self.tail.len();
+                }
+            }
+        }
+        let mut last_end = resume;
+        let mut at = resume;
+        while let Some(p) = finder.find(&data[at..]) {
+            found();
+            at += p + k;
+            last_end = at;
+        }
+        // Keep the last k-1 bytes that may begin an occurrence, never
+        // bytes already matched.
+        if last_end == 0 {
+            self.tail.extend_from_slice(data);
+        } else {
+            self.tail.clear();
+            self.tail
+                .extend_from_slice(&data[last_end.min(data.len())..]);
+        }
+        let excess = self.tail.len().saturating_sub(k - 1);
+        self.tail.drain(..excess);
+    }
+}
+
+/// One connection's request/response latency bookkeeping
+/// (`--latency-marker`): when each message started going out, and where
+/// the marker search stands in what came back.
+#[derive(Debug, Default)]
+pub struct MarkerTrack {
+    /// Send times (worker clock, ns) of messages whose marker has not
+    /// come back yet, oldest first.
+    pub outstanding: VecDeque<u64>,
+    pub search: StreamSearch,
+    /// Markers still to ignore (`--latency-marker-skip`).
+    pub skip: u64,
+    /// This connection's own marker, when it has per-connection parts.
+    pub own: Option<Finder<'static>>,
+}
+
+/// Outstanding messages a connection may accumulate before the run is
+/// stopped (tcpkali's 10 MiB of 8-byte timestamps).
+pub const MAX_OUTSTANDING: usize = 10 * 1024 * 1024 / 8;
+
 /// Microseconds since the Unix epoch, by the wall clock (markers carry
 /// wall-clock times so that sender and receiver may be different hosts).
 pub fn wall_micros() -> u64 {
@@ -151,6 +224,78 @@ mod tests {
     #[test]
     fn non_hex_characters_count_as_zero() {
         assert_eq!(scan_in_chunks(b"TCPKaliMsgTS-zz1.", 100), vec![1]);
+    }
+
+    fn search_in_chunks(data: &[u8], needle: &[u8], chunk: usize) -> usize {
+        let finder = Finder::new(needle);
+        let mut s = StreamSearch::default();
+        let mut n = 0;
+        for c in data.chunks(chunk) {
+            s.feed(&finder, c, || n += 1);
+        }
+        n
+    }
+
+    #[test]
+    fn stream_search_counts_like_a_one_shot_search() {
+        let mut data = Vec::new();
+        for i in 0..200 {
+            data.extend_from_slice(if i % 3 == 0 { b"PONG\n" } else { b"PO" });
+            data.extend_from_slice(b"xPONGPONG");
+        }
+        let want = data.windows(4).filter(|w| w == b"PONG").count();
+        for chunk in [1, 2, 3, 4, 5, 7, 64, 1500, 100_000] {
+            assert_eq!(
+                search_in_chunks(&data, b"PONG", chunk),
+                want,
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    /// Greedy leftmost non-overlapping count over the whole stream.
+    fn reference_count(data: &[u8], needle: &[u8]) -> usize {
+        let (mut n, mut i) = (0, 0);
+        while i + needle.len() <= data.len() {
+            if &data[i..i + needle.len()] == needle {
+                n += 1;
+                i += needle.len();
+            } else {
+                i += 1;
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn stream_search_matches_a_reference_on_random_streams() {
+        let mut rng = oorandom::Rand32::new(7);
+        for round in 0..300 {
+            let len = rng.rand_range(0..400) as usize;
+            let data: Vec<u8> = (0..len)
+                .map(|_| b"ab"[rng.rand_range(0..2) as usize])
+                .collect();
+            let needle: &[u8] = [&b"ab"[..], b"aba", b"aa", b"abab", b"b"][round % 5];
+            let chunk = 1 + rng.rand_range(0..9) as usize;
+            assert_eq!(
+                search_in_chunks(&data, needle, chunk),
+                reference_count(&data, needle),
+                "round {round}"
+            );
+        }
+    }
+
+    #[test]
+    fn stream_search_does_not_count_overlaps() {
+        // "aaaa" holds two non-overlapping "aa", not three.
+        for chunk in [1, 2, 3, 4] {
+            assert_eq!(search_in_chunks(b"aaaa", b"aa", chunk), 2, "chunk {chunk}");
+            assert_eq!(
+                search_in_chunks(b"aaaaa", b"aaa", chunk),
+                1,
+                "chunk {chunk}"
+            );
+        }
     }
 
     #[test]

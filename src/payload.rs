@@ -159,6 +159,21 @@ impl Body<'_> {
             Body::Generated(g) => g.bytes_for(off, k),
         }
     }
+
+    /// How many messages begin within the `n` bytes written from `off`
+    /// (for send timestamps: a message counts as sent with its first byte).
+    pub fn starts_in(&self, off: usize, n: usize) -> u64 {
+        if n == 0 {
+            return 0;
+        }
+        // Starts in [off, off+n) = ends in (off, off+n] + start(off) - start(off+n).
+        let (_, ends) = self.advance(off, n);
+        let at_start = |x: usize| match self {
+            Body::Cycle(p) => p.msg_len() > 0 && x % p.msg_len() == 0,
+            Body::Generated(g) => g.is_boundary(x),
+        };
+        ends + u64::from(at_start(off)) - u64::from(at_start(off + n))
+    }
 }
 
 /// Most messages rendered at once (bounds the work of one refill).
@@ -189,6 +204,12 @@ impl Generated {
     /// Bytes buffered (0 before the first refill).
     pub fn len(&self) -> usize {
         self.buf.len()
+    }
+
+    /// Whether a message begins at `off` (the buffer's end counts: the
+    /// next batch begins there).
+    fn is_boundary(&self, off: usize) -> bool {
+        off == 0 || off == self.buf.len() || self.ends.binary_search(&off).is_ok()
     }
 
     /// Index of the message that contains offset `off`.
@@ -315,6 +336,22 @@ mod tests {
         assert_eq!(g.bytes_for(2, 2), (4, 2));
         assert_eq!(g.bytes_for(2, 9), (4, 2));
         assert_eq!(g.bytes_for(6, 1), (0, 0));
+    }
+
+    #[test]
+    fn message_starts_are_counted_by_their_first_byte() {
+        let mut g = generated(&[b"ab", b"cde", b"f"]);
+        let body = Body::Generated(&mut g);
+        assert_eq!(body.starts_in(0, 1), 1);
+        assert_eq!(body.starts_in(1, 4), 1);
+        assert_eq!(body.starts_in(0, 6), 3);
+        assert_eq!(body.starts_in(2, 0), 0);
+        let p = Payload::new(Vec::new(), b"abcd", 8);
+        let cycle = Body::Cycle(&p);
+        assert_eq!(cycle.starts_in(0, 8), 2);
+        assert_eq!(cycle.starts_in(3, 2), 1);
+        assert_eq!(cycle.starts_in(1, 2), 0);
+        assert_eq!(cycle.starts_in(4, 4), 1);
     }
 
     #[test]

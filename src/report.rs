@@ -6,7 +6,7 @@ use hdrhistogram::Histogram;
 use tcpkali_ipc::{Counter, Gauge, Snapshot};
 
 /// What the final summary is computed from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SummaryInput {
     /// Counter growth over the measured phase.
     pub delta: Snapshot,
@@ -16,6 +16,8 @@ pub struct SummaryInput {
     pub channels: u64,
     /// Print the `Aggregate message rate` line (message-marker mode).
     pub message_rates: bool,
+    /// Latency lines (see [`latency_line`]), placed before the duration.
+    pub latency_lines: String,
 }
 
 /// `1234 bytes`, `12.3 KiB`, `1234.5 MiB` as tcpkali prints sizes.
@@ -71,6 +73,7 @@ pub fn summary(s: &SummaryInput) -> String {
     out += &format!(
         "Packet rate estimate: {prate_in:.1}\u{2193}, {prate_out:.1}\u{2191} ({segs_in}\u{2193}, {segs_out}\u{2191} TCP MSS/op)\n"
     );
+    out += &s.latency_lines;
     out += &format!("Test duration: {} s.\n", fmt_g(s.duration));
     out
 }
@@ -128,6 +131,43 @@ pub fn clock_face(fraction: f64) -> &'static str {
     FACES[i.min(11)]
 }
 
+/// One latency summary line: `<title> latency at percentiles:
+/// 0.043/0.050/0.061 ms (95/99/99.5%)`, from a histogram in microseconds.
+/// Three decimals keep sub-millisecond values visible (tcpkali prints one).
+pub fn latency_line(title: &str, h: &Histogram<u64>, percentiles: &[(String, f64)]) -> String {
+    let values: Vec<String> = percentiles
+        .iter()
+        .map(|(_, p)| {
+            let us = if h.is_empty() {
+                0
+            } else {
+                h.value_at_percentile(*p)
+            };
+            format!("{:.3}", us as f64 / 1000.0)
+        })
+        .collect();
+    let labels: Vec<&str> = percentiles.iter().map(|(l, _)| l.as_str()).collect();
+    format!(
+        "{title} latency at percentiles: {} ms ({}%)\n",
+        values.join("/"),
+        labels.join("/")
+    )
+}
+
+/// The progress line's latency part: ` (c=0.043 fb=1.201 m=20.104 ms⁹⁵ᵖ)`,
+/// `?` for a kind with no sample yet.
+pub fn latency_progress(kinds: &[(&str, &Histogram<u64>)]) -> String {
+    let mut s = String::from(" (");
+    for (name, h) in kinds {
+        if h.is_empty() {
+            s += &format!("{name}=? ");
+        } else {
+            s += &format!("{name}={:.3} ", h.value_at_percentile(95.0) as f64 / 1000.0);
+        }
+    }
+    s + "ms\u{2079}\u{2075}\u{1d56})"
+}
+
 /// The line saying how far paced sends fell behind their schedule, from the
 /// histogram of late sends (microseconds); `None` when none was late.
 pub fn lag_line(late: &Histogram<u64>) -> Option<String> {
@@ -143,20 +183,33 @@ pub fn lag_line(late: &Histogram<u64>) -> Option<String> {
 }
 
 /// The steady-state progress text (without clock, escape codes or `\r`);
-/// `mps` adds the received and sent message rates.
-pub fn progress_line(rx_bps: f64, tx_bps: f64, now: &Snapshot, mps: Option<(f64, f64)>) -> String {
+/// `mps` adds the received and sent message rates. With latency shown
+/// the words `conns` and `seen` are left out, as tcpkali does.
+pub fn progress_line(
+    rx_bps: f64,
+    tx_bps: f64,
+    now: &Snapshot,
+    mps: Option<(f64, f64)>,
+    latency: Option<&str>,
+) -> String {
     let rates = match mps {
         Some((rx, tx)) => format!(" ({rx:.0}\u{2193} {tx:.0}\u{2191} mps)"),
         None => String::new(),
     };
+    let (conns, seen) = if latency.is_some() {
+        ("", "")
+    } else {
+        ("conns ", "seen ")
+    };
     format!(
-        "Traffic {:.3}\u{2193}, {:.3}\u{2191} Mbps (conns {}\u{2193} {}\u{2191} {}\u{21e1}; seen {}){rates}",
+        "Traffic {:.3}\u{2193}, {:.3}\u{2191} Mbps ({conns}{}\u{2193} {}\u{2191} {}\u{21e1}; {seen}{}){rates}{}",
         rx_bps / 1e6,
         tx_bps / 1e6,
         now.gauge(Gauge::OpenIn),
         now.gauge(Gauge::OpenOut),
         now.gauge(Gauge::ConnectingOut),
         now.get(Counter::ConnsInitiated) + now.get(Counter::ConnsAccepted),
+        latency.unwrap_or(""),
     )
 }
 
@@ -210,6 +263,7 @@ mod tests {
             duration: 1.00559,
             channels: 2,
             message_rates: false,
+            latency_lines: String::new(),
         };
         let text = summary(&input);
         let lines: Vec<&str> = text.lines().collect();
@@ -270,9 +324,37 @@ mod tests {
     #[test]
     fn progress_shows_message_rates_when_asked() {
         let s = snapshot(0, 0, 0, 0);
-        assert!(!progress_line(0.0, 0.0, &s, None).contains("mps"));
-        assert!(progress_line(0.0, 0.0, &s, Some((0.0, 1000.4)))
+        assert!(!progress_line(0.0, 0.0, &s, None, None).contains("mps"));
+        assert!(progress_line(0.0, 0.0, &s, Some((0.0, 1000.4)), None)
             .ends_with(" (0\u{2193} 1000\u{2191} mps)"));
+    }
+
+    #[test]
+    fn latency_lines_show_microseconds_as_milliseconds() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 100_000_000, 3).expect("histogram");
+        for _ in 0..100 {
+            h.record(43).expect("record");
+        }
+        let p = vec![("95".to_string(), 95.0), ("99.9".to_string(), 99.9)];
+        assert_eq!(
+            latency_line("TCP connect", &h, &p),
+            "TCP connect latency at percentiles: 0.043/0.043 ms (95/99.9%)\n"
+        );
+        let empty = Histogram::<u64>::new(3).expect("histogram");
+        assert_eq!(
+            latency_line("Message", &empty, &p),
+            "Message latency at percentiles: 0.000/0.000 ms (95/99.9%)\n"
+        );
+        assert_eq!(
+            latency_progress(&[("c", &h), ("m", &empty)]),
+            " (c=0.043 m=? ms\u{2079}\u{2075}\u{1d56})"
+        );
+        let s = snapshot(0, 0, 0, 0);
+        let line = progress_line(0.0, 0.0, &s, None, Some(" (c=1 ms)"));
+        assert!(
+            line.contains("(0\u{2193} 0\u{2191} 0\u{21e1}; 0) (c=1 ms)"),
+            "{line}"
+        );
     }
 
     #[test]

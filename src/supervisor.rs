@@ -2,14 +2,14 @@
 //! progress, decides when the run ends, and prints the summary.
 
 use crate::content::Content;
-use crate::expr::{RenderCtx, Scope};
+use crate::expr::{Piece, RenderCtx, Scope};
 use crate::latency;
 use crate::pace::Rate;
 use crate::payload::{Payload, MIN_CYCLE};
 use crate::report::{self, Smoothed, SummaryInput};
 use crate::setup::{self, Plan};
 use crate::sys::{self, Bracketed, SockOpts};
-use crate::worker::{self, DestPlan, Shared, WorkerPlan};
+use crate::worker::{self, DestPlan, Marker, Shared, WorkerPlan};
 use nix::sys::signal::{self, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
@@ -18,7 +18,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tcpkali_ipc::{
-    region_name, remove_stale_regions, BucketLayout, Counter, Gauge, HistKind, Region, Snapshot,
+    region_name, remove_stale_regions, BucketLayout, Counter, Fault, Gauge, HistKind, Region,
+    Snapshot,
 };
 
 /// SIGINT/SIGTERM deliveries: the first ends the run gracefully, the second
@@ -120,6 +121,7 @@ struct Supervisor {
     /// Kept open for the whole run so a respawned worker inherits them.
     _listeners: Vec<OwnedFd>,
     region: Region,
+    layout: BucketLayout,
     pids: Vec<Option<Pid>>,
     /// When each slot's worker was last restarted, within the window.
     recent_restarts: Vec<Vec<Instant>>,
@@ -199,6 +201,29 @@ fn build_shared(plan: &Plan) -> Shared {
         never_read: o.bandwidth_down == Some(0.0),
         dump: o.dump,
         message_marker: o.message_marker,
+        latency_connect: o.latency.connect,
+        latency_first_byte: o.latency.first_byte,
+        marker: o
+            .latency
+            .marker
+            .as_ref()
+            .map(|t| match t.pieces.as_slice() {
+                [Piece::Bytes(b)] => Marker::Fixed(b.clone()),
+                _ if t.scope() == Scope::Static => {
+                    let mut ctx = RenderCtx {
+                        uid: 0,
+                        ptr: 0,
+                        rng: &mut rng,
+                        client_side: false,
+                    };
+                    let mut text = Vec::new();
+                    t.render(&mut ctx, &mut text, &mut Vec::new());
+                    Marker::Fixed(text)
+                }
+                _ => Marker::PerConnection(t.clone()),
+            }),
+        marker_skip: o.latency.marker_skip,
+        message_stop: o.message_stop.clone(),
     }
 }
 
@@ -320,6 +345,7 @@ impl Supervisor {
             worker_plans,
             _listeners: listeners,
             region,
+            layout: BucketLayout::standard(),
             pids: vec![None; workers],
             recent_restarts: vec![Vec::new(); workers],
             stopping: false,
@@ -398,6 +424,9 @@ impl Supervisor {
             if signals == 1 {
                 break Ending::Interrupted;
             }
+            if let Some(fault) = self.fault() {
+                return self.end_for_fault(fault);
+            }
             let now = Instant::now();
             let snap = self.region.snapshot();
             match phase {
@@ -449,7 +478,14 @@ impl Supervisor {
                 let o = &self.plan.opts;
                 let mps = (o.message_rate.is_some() || o.message_marker)
                     .then(|| (rates.msgs_rx.value(), rates.msgs_tx.value()));
-                let text = report::progress_line(rates.rx.value(), rates.tx.value(), snap, mps);
+                let latency = self.latency_progress();
+                let text = report::progress_line(
+                    rates.rx.value(),
+                    rates.tx.value(),
+                    snap,
+                    mps,
+                    latency.as_deref(),
+                );
                 let utf8 = std::env::var("LANG")
                     .map(|l| l.to_lowercase().contains("utf-8"))
                     .unwrap_or(false);
@@ -499,21 +535,108 @@ impl Supervisor {
             Phase::RampUp => (start, Snapshot::default()),
             Phase::Steady { since, base } => (since, base),
         };
-        let text = report::summary(&SummaryInput {
+        let mut text = report::summary(&SummaryInput {
             delta: last.since(&base),
             duration: (now - since).as_secs_f64(),
             channels: last.gauge(Gauge::OpenIn) + last.gauge(Gauge::OpenOut),
             message_rates: self.plan.opts.message_marker,
+            latency_lines: self.latency_lines(),
         });
-        print!("{text}");
-        let lag = self
-            .region
-            .histogram(HistKind::SendLag, &BucketLayout::standard());
+        let lag = self.histogram(HistKind::SendLag);
         if let Some(line) = report::lag_line(&lag) {
-            print!("{line}");
+            text += &line;
         }
-        let _ = io::stdout().flush();
+        // A closed stdout (`| head -1`) must not turn a finished run into a crash.
+        let mut out = io::stdout();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
         0
+    }
+
+    fn histogram(&self, kind: HistKind) -> hdrhistogram::Histogram<u64> {
+        self.region.histogram(kind, &self.layout)
+    }
+
+    /// The latency kinds this run measures, with their titles and short
+    /// names for the progress line, in tcpkali's order.
+    fn latency_kinds(&self) -> Vec<(HistKind, &'static str, &'static str)> {
+        let o = &self.plan.opts;
+        let mut kinds = Vec::new();
+        if o.latency.connect {
+            kinds.push((HistKind::Connect, "TCP connect", "c"));
+        }
+        if o.latency.first_byte {
+            kinds.push((HistKind::FirstByte, "First byte", "fb"));
+        }
+        if o.latency.marker.is_some() || o.message_marker {
+            kinds.push((HistKind::Message, "Message", "m"));
+        }
+        kinds
+    }
+
+    fn latency_lines(&self) -> String {
+        self.latency_kinds()
+            .into_iter()
+            .map(|(kind, title, _)| {
+                report::latency_line(
+                    title,
+                    &self.histogram(kind),
+                    &self.plan.opts.latency.percentiles,
+                )
+            })
+            .collect()
+    }
+
+    /// The progress line's latency part, when latency is measured.
+    fn latency_progress(&self) -> Option<String> {
+        let kinds = self.latency_kinds();
+        if kinds.is_empty() {
+            return None;
+        }
+        let hists: Vec<_> = kinds.iter().map(|(k, _, _)| self.histogram(*k)).collect();
+        let named: Vec<(&str, &hdrhistogram::Histogram<u64>)> = kinds
+            .iter()
+            .zip(&hists)
+            .map(|((_, _, name), h)| (*name, h))
+            .collect();
+        Some(report::latency_progress(&named))
+    }
+
+    /// The first fault a worker reported, if any.
+    fn fault(&self) -> Option<Fault> {
+        (0..self.region.workers())
+            .find_map(|i| Fault::from_code(self.region.slot(i).gauges.get(Gauge::Fault)))
+    }
+
+    /// Stops the run for a worker's fault; returns the exit status.
+    fn end_for_fault(&mut self, fault: Fault) -> i32 {
+        self.stop_workers(false);
+        if self.tty {
+            diag_raw!("\x1b[K");
+        }
+        match fault {
+            Fault::MessageStop => {
+                let stop = self.plan.opts.message_stop.as_deref().unwrap_or_default();
+                let mut text = String::from("Found --message-stop=\"");
+                crate::dump::printable_into(&mut text, stop, true);
+                text += "\", aborting.\n";
+                let mut out = io::stdout();
+                let _ = out.write_all(text.as_bytes());
+                let _ = out.flush();
+                2
+            }
+            Fault::MoreReceivedThanSent => {
+                self.say("More messages received than sent. Choose a different --latency-marker.");
+                self.say("Use -d option to dump received message data.");
+                1
+            }
+            Fault::SendingTooFast => {
+                self.say("Sending messages too fast, not receiving them back fast enough.");
+                self.say("Check that the --latency-marker data is being received back.");
+                self.say("Use -d option to dump received message data.");
+                1
+            }
+        }
     }
 
     /// Reaps exited workers; respawns those killed by a signal into the

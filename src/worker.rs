@@ -4,11 +4,13 @@
 use crate::conn::{self, CloseReason, Conn, Direction, Phase, SendPos, Slab};
 use crate::content::Content;
 use crate::dump::{self, DumpSpec, DUMP_IN, DUMP_OUT};
-use crate::expr::{self, RenderCtx, Scope};
+use crate::expr::{self, RenderCtx, Scope, Template};
 use crate::latency;
+use crate::latency::{MarkerTrack, MAX_OUTSTANDING};
 use crate::pace::{Pacer, Rate, Schedule};
 use crate::payload::{Body, Generated, Own, Payload};
 use crate::sys::{self, Bracketed, SockOpts};
+use memchr::memmem::Finder;
 use polling::{Event, Events, PollMode, Poller};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -18,7 +20,7 @@ use std::num::NonZeroUsize;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
-use tcpkali_ipc::{BucketLayout, Counter, Counters, Gauge, HistKind, Region, Slot};
+use tcpkali_ipc::{BucketLayout, Counter, Counters, Fault, Gauge, HistKind, Region, Slot};
 
 /// Everything every worker does alike (built before fork, then read-only).
 #[derive(Debug, Clone)]
@@ -49,6 +51,22 @@ pub struct Shared {
     pub content: Option<Content>,
     /// Accepted connections send too (`--listen-mode=active`).
     pub listen_active: bool,
+    /// `--latency-connect`, `--latency-first-byte`.
+    pub latency_connect: bool,
+    pub latency_first_byte: bool,
+    /// `--latency-marker`, and how many markers each connection ignores.
+    pub marker: Option<Marker>,
+    pub marker_skip: u64,
+    /// `--message-stop`.
+    pub message_stop: Option<Vec<u8>>,
+}
+
+/// The `--latency-marker` to look for in what comes back.
+#[derive(Debug, Clone)]
+pub enum Marker {
+    Fixed(Vec<u8>),
+    /// Rendered per connection (it holds `\{connection.*}` parts).
+    PerConnection(Template),
 }
 
 /// One destination address and this worker's share of source addresses.
@@ -172,6 +190,9 @@ struct Worker<'a> {
     dump_one: Option<(u32, u32)>,
     /// Draws for `re`, `connection.re` and WebSocket masks.
     rng: oorandom::Rand32,
+    /// Searchers for a fixed `--latency-marker` and for `--message-stop`.
+    marker_finder: Option<Finder<'static>>,
+    stop_finder: Option<Finder<'static>>,
 }
 
 /// Runs worker `plan.index` until the supervisor sets the stop word or the
@@ -211,7 +232,16 @@ pub fn run(region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
         rng: oorandom::Rand32::new(
             (u64::from(std::process::id()) << 32) ^ latency::wall_micros() ^ plan.index as u64,
         ),
+        marker_finder: match &shared.marker {
+            Some(Marker::Fixed(m)) => Some(Finder::new(m).into_owned()),
+            _ => None,
+        },
+        stop_finder: shared
+            .message_stop
+            .as_ref()
+            .map(|m| Finder::new(m).into_owned()),
     };
+    slot.gauges.set(Gauge::Fault, 0);
     for (i, &fd) in plan.listeners.iter().enumerate() {
         // SAFETY: the listener stays open for the worker's whole life (the
         // supervisor owns it) and is never closed while registered.
@@ -427,6 +457,12 @@ impl Worker<'_> {
         self.publish_gauges();
         self.counters().add(Counter::ConnsEstablished, 1);
         self.dest_stats[dest].successes += 1;
+        if self.shared.latency_connect {
+            if let Some(c) = self.conns.get_mut(slot, gen) {
+                let us = now.saturating_sub(c.created) / 1000;
+                self.slot.record_us(HistKind::Connect, &self.hist, us);
+            }
+        }
         if verbose {
             if let Some((local, peer)) = sys::endpoints(fd) {
                 diag!(
@@ -450,6 +486,7 @@ impl Worker<'_> {
         }
         let shared = self.shared;
         self.render_own(slot, gen);
+        self.start_watching(slot, gen);
         let dump_flags = self.dump_flags(slot, gen);
         let Some(c) = self.conns.get_mut(slot, gen) else {
             return;
@@ -467,6 +504,52 @@ impl Worker<'_> {
             self.add_timer(send_at, slot, gen, TimerKind::DelaySend);
         }
         self.service(slot, gen, now);
+    }
+
+    /// Sets up what a new connection's received data is checked for:
+    /// first-byte latency, latency markers (on connections that send
+    /// messages), `--message-stop`.
+    fn start_watching(&mut self, slot: u32, gen: u32) {
+        let shared = self.shared;
+        let Some(c) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        c.first_byte_pending = shared.latency_first_byte;
+        let sends = match c.dir {
+            Direction::Out { .. } => true,
+            Direction::In => shared.listen_active,
+        };
+        if let (Some(marker), true) = (&shared.marker, sends) {
+            let own = match marker {
+                Marker::Fixed(_) => None,
+                Marker::PerConnection(t) => {
+                    let mut ctx = RenderCtx {
+                        uid: c.uid,
+                        ptr: conn_ptr(c.uid),
+                        rng: &mut self.rng,
+                        client_side: matches!(c.dir, Direction::Out { .. }),
+                    };
+                    let mut text = Vec::new();
+                    t.render(&mut ctx, &mut text, &mut Vec::new());
+                    Some(Finder::new(&text).into_owned())
+                }
+            };
+            c.track = Some(Box::new(MarkerTrack {
+                skip: shared.marker_skip,
+                own,
+                ..MarkerTrack::default()
+            }));
+        }
+        if shared.message_stop.is_some() {
+            c.stop = Some(Box::default());
+        }
+    }
+
+    /// Reports a condition that ends the run (the first one stays).
+    fn fault(&self, fault: Fault) {
+        if self.slot.gauges.get(Gauge::Fault) == 0 {
+            self.slot.gauges.set(Gauge::Fault, fault as u64);
+        }
     }
 
     /// Dump flags for a connection that just opened: every connection's
@@ -724,7 +807,7 @@ impl Worker<'_> {
                 Ok(n) => {
                     total += n;
                     reads += 1;
-                    self.inspect_received(slot, gen, fd, n);
+                    self.inspect_received(slot, gen, fd, n, now);
                     if n < want {
                         // Drained: a new edge will announce more data.
                         result = Ok(false);
@@ -768,25 +851,97 @@ impl Worker<'_> {
 
     /// Dumps and scans the first `n` bytes of the read buffer, as the
     /// connection's options ask; costs nothing when neither is on.
-    fn inspect_received(&mut self, slot: u32, gen: u32, fd: RawFd, n: usize) {
+    fn inspect_received(&mut self, slot: u32, gen: u32, fd: RawFd, n: usize, now: u64) {
         let Some(c) = self.conns.get_mut(slot, gen) else {
             return;
         };
         let data = &self.buf[..n];
+        let (stats, hist) = (self.slot, &self.hist);
         if c.dump & DUMP_IN != 0 {
             dump::emit(false, fd, data);
         }
+        if c.first_byte_pending {
+            c.first_byte_pending = false;
+            stats.record_us(
+                HistKind::FirstByte,
+                hist,
+                now.saturating_sub(c.created) / 1000,
+            );
+        }
         if self.shared.message_marker {
-            let (slot_stats, hist) = (self.slot, &self.hist);
             let now_us = latency::wall_micros();
             let mut found = 0u64;
             c.scan.feed(data, |stamp| {
                 found += 1;
-                slot_stats.record_us(HistKind::Message, hist, now_us.saturating_sub(stamp));
+                stats.record_us(HistKind::Message, hist, now_us.saturating_sub(stamp));
             });
             if found > 0 {
-                self.slot.counters.add(Counter::MsgsRcvd, found);
+                stats.counters.add(Counter::MsgsRcvd, found);
             }
+        }
+        let mut fault = None;
+        if let Some(track) = c.track.as_deref_mut() {
+            let MarkerTrack {
+                outstanding,
+                search,
+                skip,
+                own,
+            } = track;
+            if let Some(finder) = own.as_ref().or(self.marker_finder.as_ref()) {
+                let mut found = 0u64;
+                search.feed(finder, data, || {
+                    if *skip > 0 {
+                        *skip -= 1;
+                        return;
+                    }
+                    match outstanding.pop_front() {
+                        Some(sent) => {
+                            found += 1;
+                            stats.record_us(
+                                HistKind::Message,
+                                hist,
+                                now.saturating_sub(sent) / 1000,
+                            );
+                        }
+                        None => fault = Some(Fault::MoreReceivedThanSent),
+                    }
+                });
+                if found > 0 {
+                    stats.counters.add(Counter::MsgsRcvd, found);
+                }
+            }
+        }
+        if let (Some(stop), Some(finder)) = (c.stop.as_deref_mut(), self.stop_finder.as_ref()) {
+            let mut hit = false;
+            stop.feed(finder, data, || hit = true);
+            if hit {
+                let mut line = format!("Last packet({n}): [");
+                dump::printable_into(&mut line, data, false);
+                line.push(']');
+                diag!("{line}");
+                fault = Some(Fault::MessageStop);
+            }
+        }
+        if let Some(f) = fault {
+            self.fault(f);
+        }
+    }
+
+    /// Notes when messages began going out, for `--latency-marker`.
+    fn note_message_starts(&mut self, slot: u32, gen: u32, starts: u64, now: u64) {
+        let Some(track) = self
+            .conns
+            .get_mut(slot, gen)
+            .and_then(|c| c.track.as_deref_mut())
+        else {
+            return;
+        };
+        for _ in 0..starts {
+            track.outstanding.push_back(now);
+        }
+        if track.outstanding.len() > MAX_OUTSTANDING {
+            track.outstanding.clear();
+            self.fault(Fault::SendingTooFast);
         }
     }
 
@@ -931,6 +1086,10 @@ impl Worker<'_> {
                     }
                     w.pos.once_sent += from_head;
                     if from_body > 0 {
+                        if shared.marker.is_some() {
+                            let starts = body.starts_in(w.pos.cycle_off, from_body);
+                            self.note_message_starts(slot, gen, starts, now);
+                        }
                         let (off, done) = body.advance(w.pos.cycle_off, from_body);
                         w.pos.cycle_off = off;
                         msgs += done;
@@ -996,9 +1155,10 @@ impl Worker<'_> {
     /// connection id, and its rendering (once, or batch by batch).
     fn render_own(&mut self, slot: u32, gen: u32) {
         let shared = self.shared;
-        let Some(content) = &shared.content else {
+        let per_conn_marker = matches!(shared.marker, Some(Marker::PerConnection(_)));
+        if shared.content.is_none() && !per_conn_marker {
             return;
-        };
+        }
         let Some(c) = self.conns.get_mut(slot, gen) else {
             return;
         };
@@ -1008,6 +1168,9 @@ impl Worker<'_> {
         }
         let uid = self.region.header().next_uid.fetch_add(1, Relaxed);
         c.uid = uid;
+        let Some(content) = &shared.content else {
+            return;
+        };
         let mut ctx = RenderCtx {
             uid,
             ptr: conn_ptr(uid),

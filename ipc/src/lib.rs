@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TCPKALI\0");
 
 /// Bumped whenever the layout below changes; readers refuse a mismatch.
-pub const LAYOUT_VERSION: u64 = 2;
+pub const LAYOUT_VERSION: u64 = 3;
 
 /// Cumulative per-worker counters. The discriminant is the index into
 /// [`Counters`] and [`Snapshot`].
@@ -79,10 +79,37 @@ pub enum Gauge {
     Heartbeat,
     /// Pid of the worker process currently owning the slot.
     Pid,
+    /// Non-zero: the worker hit a condition that ends the whole run (a
+    /// [`Fault`] code); the supervisor reads it and stops.
+    Fault,
 }
 
 /// Number of [`Gauge`] kinds.
-pub const GAUGES: usize = Gauge::Pid as usize + 1;
+pub const GAUGES: usize = Gauge::Fault as usize + 1;
+
+/// Conditions a worker reports through [`Gauge::Fault`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Fault {
+    /// `--message-stop` text was received.
+    MessageStop = 1,
+    /// A latency marker arrived with no message outstanding.
+    MoreReceivedThanSent = 2,
+    /// Messages went out far faster than markers came back.
+    SendingTooFast = 3,
+}
+
+impl Fault {
+    /// The fault a gauge value names, if any.
+    pub fn from_code(code: u64) -> Option<Fault> {
+        match code {
+            1 => Some(Fault::MessageStop),
+            2 => Some(Fault::MoreReceivedThanSent),
+            3 => Some(Fault::SendingTooFast),
+            _ => None,
+        }
+    }
+}
 
 /// Latency histogram kinds reserved in every slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
