@@ -307,11 +307,11 @@ static FLAGS: &[Flag] = &[
     flag(Id::SourceIp, &["source-ip"], None, Req("<IP>"), Network, "Local address to connect from (repeatable)").default("all interface addresses"),
     flag(Id::WriteCombine, &["write-combine"], None, Req("on|off"), Network, "Batch messages into as few writes as possible").default("on"),
     // Test run
-    flag(Id::Websocket, &["websocket", "ws"], None, Switch, TestRun, "Use RFC 6455 WebSocket framing").unsupported(),
+    flag(Id::Websocket, &["websocket", "ws"], None, Switch, TestRun, "Use RFC 6455 WebSocket framing"),
     flag(Id::Ssl, &["ssl"], None, Switch, TestRun, "Use TLS on client and server sockets").unsupported(),
     flag(Id::SslCert, &["ssl-cert"], None, Req("<filename>"), TestRun, "Server certificate (PEM)").default("cert.pem").unsupported(),
     flag(Id::SslKey, &["ssl-key"], None, Req("<filename>"), TestRun, "Server private key (PEM)").default("key.pem").unsupported(),
-    flag(Id::Header, &["header"], Some(b'H'), Req("<string>"), TestRun, "Extra HTTP header for the WebSocket upgrade (repeatable)").unsupported(),
+    flag(Id::Header, &["header"], Some(b'H'), Req("<string>"), TestRun, "Extra HTTP header for the WebSocket upgrade (repeatable)"),
     flag(Id::Connections, &["connections"], Some(b'c'), Req("<N>"), TestRun, "Concurrent connections to open to the destinations").default("1").common(),
     flag(Id::ConnectRate, &["connect-rate"], None, Req("<Rate>"), TestRun, "New connections per second").default("100").common(),
     flag(Id::ConnectTimeout, &["connect-timeout"], None, Req("<Time>"), TestRun, "Give up on a connection attempt after this long").default("1s"),
@@ -338,11 +338,11 @@ static FLAGS: &[Flag] = &[
     flag(Id::LatencyPercentiles, &["latency-percentiles"], None, Req("<list>"), Latency, "Percentiles to report, e.g. 50,95,99.9").default("95,99,99.5"),
     flag(Id::MessageMarker, &["message-marker"], None, Switch, Latency, "Measure latency from \\{message.marker} timestamps"),
     // StatsD
-    flag(Id::Statsd, &["statsd"], None, Switch, Statsd, "Send statistics to StatsD").unsupported(),
-    flag(Id::StatsdHost, &["statsd-host"], None, Req("<host>"), Statsd, "StatsD host").default("127.0.0.1").unsupported(),
-    flag(Id::StatsdPort, &["statsd-port"], None, Req("<port>"), Statsd, "StatsD port").default("8125").unsupported(),
-    flag(Id::StatsdNamespace, &["statsd-namespace"], None, Req("<string>"), Statsd, "Prefix of the metric names").default("tcpkali").unsupported(),
-    flag(Id::StatsdLatencyWindow, &["statsd-latency-window"], None, Req("<Time>"), Statsd, "Report latency over windows of this length").default("off").unsupported(),
+    flag(Id::Statsd, &["statsd"], None, Switch, Statsd, "Send statistics to StatsD"),
+    flag(Id::StatsdHost, &["statsd-host"], None, Req("<host>"), Statsd, "StatsD host").default("127.0.0.1"),
+    flag(Id::StatsdPort, &["statsd-port"], None, Req("<port>"), Statsd, "StatsD port").default("8125"),
+    flag(Id::StatsdNamespace, &["statsd-namespace"], None, Req("<string>"), Statsd, "Prefix of the metric names").default("tcpkali"),
+    flag(Id::StatsdLatencyWindow, &["statsd-latency-window"], None, Req("<Time>"), Statsd, "Report latency over windows of this length").default("off"),
 ];
 
 const USAGE: &str = "Usage: tcpkali [OPTIONS] [-l [<host>:]<port>] [<host>:<port>[/<path>] ...]";
@@ -606,6 +606,8 @@ struct State {
     /// parsed once the whole line is read).
     latency_marker: Option<Vec<u8>>,
     message_stop: Option<Vec<u8>>,
+    /// `-H` values as typed.
+    headers: Vec<Vec<u8>>,
     /// The first option seen that is not supported yet.
     unsupported: Option<String>,
 }
@@ -811,6 +813,7 @@ impl State {
             snippets: Vec::new(),
             latency_marker: None,
             message_stop: None,
+            headers: Vec::new(),
             unsupported: None,
         }
     }
@@ -996,18 +999,35 @@ impl State {
             }
             Id::LatencyConnect => o.latency.connect = true,
             Id::LatencyFirstByte => o.latency.first_byte = true,
-            Id::Websocket | Id::Ssl | Id::Statsd => {}
+            Id::Statsd => o.statsd.enabled = true,
+            Id::Websocket => o.websocket = true,
+            Id::Ssl => {}
             Id::Server => {
                 if !v.text()?.contains(':') {
                     return Err(v.invalid("expected host:port"));
                 }
             }
-            Id::SslCert | Id::SslKey | Id::StatsdHost | Id::StatsdNamespace => {
+            Id::SslCert | Id::SslKey => {
                 v.text()?;
             }
+            Id::StatsdHost => o.statsd.host = v.text()?.to_string(),
+            Id::StatsdNamespace => o.statsd.namespace = v.text()?.to_string(),
             Id::Header => {
                 if v.raw.contains(&b'\n') {
                     return Err(v.invalid("a header must not contain a newline"));
+                }
+                if v.raw.is_empty() {
+                    self.notes
+                        .push("WARNING: --header=\"\" value is empty, ignored".to_string());
+                } else {
+                    if !v.raw[0].is_ascii_alphabetic() {
+                        self.notes.push(format!(
+                            "WARNING: --header=\"{}\" starts with '{}', are you sure?",
+                            printable(v.raw),
+                            v.raw[0] as char
+                        ));
+                    }
+                    self.headers.push(v.raw.to_vec());
                 }
             }
             Id::BandwidthUp => {
@@ -1079,11 +1099,9 @@ impl State {
                 o.latency.percentiles.extend(list);
             }
             Id::StatsdPort => {
-                v.integer(1, 65535)?;
+                o.statsd.port = u16::try_from(v.integer(1, 65535)?).unwrap_or(8125);
             }
-            Id::StatsdLatencyWindow => {
-                v.time(true)?;
-            }
+            Id::StatsdLatencyWindow => o.statsd.latency_window = Some(v.time(true)?),
         }
         Ok(None)
     }
@@ -1130,6 +1148,34 @@ impl State {
             let t = Template::parse(&raw, false, &mut rng)
                 .map_err(|e| CliError::Usage(format!("--latency-marker: {e}")))?;
             self.opts.latency.marker = Some(t);
+        }
+        // The upgrade request: the first destination's path and the -H
+        // headers, unescaped then parsed like the markers.
+        for raw in std::mem::take(&mut self.headers) {
+            let raw = unescaped(raw, self.unescape);
+            let t = Template::parse(&raw, false, &mut rng)
+                .map_err(|e| CliError::Usage(format!("--header: {e}")))?;
+            self.opts.ws_headers.push(t);
+        }
+        if self.opts.websocket {
+            let path = self
+                .opts
+                .destinations
+                .first()
+                .map(|d| d.path.clone())
+                .unwrap_or_default();
+            let t = Template::parse(path.as_bytes(), false, &mut rng)
+                .map_err(|e| CliError::Usage(format!("destination path /{path}: {e}")))?;
+            self.opts.ws_path = Some(t);
+            // Each -1 and -m snippet becomes its own text frame.
+            for s in self
+                .opts
+                .first_messages
+                .iter_mut()
+                .chain(self.opts.messages.iter_mut())
+            {
+                s.template = crate::expr::ws_auto_frame(&s.template);
+            }
         }
         if let Some(raw) = self.message_stop.take() {
             let raw = unescaped(raw, self.unescape);
@@ -1186,6 +1232,32 @@ fn validate(opts: &mut Options, notes: &mut Vec<String>) -> Result<(), CliError>
                 "--latency-marker is given, but no connections are supposed to be initiated. Specify <host:port>?"
                     .to_string(),
             ));
+        }
+    }
+    if !opts.ws_headers.is_empty() && !opts.websocket {
+        return Err(CliError::Usage(
+            "--header only applies with --websocket; add --ws".to_string(),
+        ));
+    }
+    if let Some(window) = opts.statsd.latency_window {
+        let w = fmt_g(window.as_secs_f64());
+        if let Some(duration) = opts.duration {
+            if window > duration {
+                return Err(CliError::Usage(format!(
+                    "--statsd-latency-window={w}s exceeds --duration={}s.",
+                    fmt_g(duration.as_secs_f64())
+                )));
+            }
+            if window * 2 >= duration {
+                notes.push(format!(
+                    "WARNING: --statsd-latency-window={w}s might result in too few latency reports."
+                ));
+            }
+        }
+        if window < Duration::from_millis(500) {
+            return Err(CliError::Usage(format!(
+                "--statsd-latency-window={w}s is too small. Try 0.5s."
+            )));
         }
     }
     if opts.latency.percentiles.is_empty() && opts.latency.any(opts.message_marker) {
@@ -1496,17 +1568,14 @@ mod tests {
             "--conn=2: ambiguous option, could be --connections, --connect-rate, --connect-timeout"
         );
         // Aliases of one option are not ambiguous with each other...
-        assert_eq!(
-            err_text(&["--webs", "h:1"]),
-            "--websocket: not supported yet"
-        );
+        assert!(opts(&["--webs", "h:1"]).websocket);
         // ...but are with other options.
         assert!(matches!(
             err(&["--w", "h:1"]),
             CliError::AmbiguousOption { .. }
         ));
         // An exact name always wins over longer names it prefixes.
-        assert_eq!(err_text(&["--ws", "h:1"]), "--websocket: not supported yet");
+        assert!(opts(&["--ws", "h:1"]).websocket);
         assert_eq!(
             opts(&["--message", "x", "h:1"]).messages[0].origin,
             "--message"
@@ -1514,10 +1583,8 @@ mod tests {
         // --dump-one is exact although --dump-one-in/-out extend it.
         let d = opts(&["--dump-one", "h:1"]).dump;
         assert!(d.one_in && d.one_out && !d.all_in);
-        assert_eq!(
-            err_text(&["--statsd", "h:1"]),
-            "--statsd: not supported yet"
-        );
+        // --statsd is exact although --statsd-host & co. extend it.
+        assert!(opts(&["--statsd", "h:1"]).statsd.enabled);
         assert_eq!(
             err_text(&["--bogus", "h:1"]),
             "--bogus: unknown option. See -h or --help."
@@ -1942,6 +2009,53 @@ mod tests {
     }
 
     #[test]
+    fn websocket_headers_need_ws_and_messages_become_frames() {
+        assert!(err_text(&["-H", "X: y", "h:1"]).contains("--ws"));
+        let o = opts(&[
+            "--ws",
+            "-H",
+            "X-Id: \\{connection.uid}",
+            "-m",
+            "hi",
+            "h:1/p/q",
+        ]);
+        assert_eq!(o.ws_headers.len(), 1);
+        // The message is one text frame (masked on the client side).
+        let framed = message(&o);
+        assert_eq!(framed[0], 0x81);
+        assert_eq!(framed[1], 0x80 | 2);
+        assert_eq!(framed.len(), 2 + 4 + 2);
+        let r = run(&["--ws", "-H", "1X: b", "h:1"]);
+        assert!(
+            r.notes.iter().any(|n| n.contains("starts with '1'")),
+            "{:?}",
+            r.notes
+        );
+    }
+
+    #[test]
+    fn statsd_options_and_window_checks() {
+        let o = opts(&[
+            "--statsd",
+            "--statsd-host=h",
+            "--statsd-port=9",
+            "--statsd-namespace=n",
+            "h:1",
+        ]);
+        assert!(o.statsd.enabled);
+        assert_eq!(
+            (
+                o.statsd.host.as_str(),
+                o.statsd.port,
+                o.statsd.namespace.as_str()
+            ),
+            ("h", 9, "n")
+        );
+        assert!(err_text(&["--statsd-latency-window=20s", "-T10s", "h:1"]).contains("exceeds"));
+        assert!(err_text(&["--statsd-latency-window=0.2s", "h:1"]).contains("too small"));
+    }
+
+    #[test]
     fn unsupported_options() {
         assert_eq!(
             err_text(&["-r", "@5ms", "h:1"]),
@@ -1956,10 +2070,10 @@ mod tests {
         assert!(err_text(&["-r", "@0", "h:1"]).contains("> 0"));
         // The first unsupported option is named, after the whole line parsed.
         assert_eq!(
-            err_text(&["--statsd", "-H", "X: y", "--ws", "h:1"]),
-            "--statsd: not supported yet"
+            err_text(&["--ssl-cert=c", "--server=h:2", "--ssl", "h:1"]),
+            "--ssl-cert: not supported yet"
         );
-        assert!(err_text(&["--statsd", "-c", "x", "h:1"]).starts_with("--connections=x"));
+        assert!(err_text(&["--ssl", "-c", "x", "h:1"]).starts_with("--connections=x"));
         // Even without a destination, the unsupported option is reported.
         assert_eq!(err_text(&["--ssl"]), "--ssl: not supported yet");
         for (line, want) in [
@@ -1982,18 +2096,7 @@ mod tests {
             let text = err_text(&list);
             assert!(text.contains(want), "{line:?}: {text}");
         }
-        for line in [
-            &["--server=h:1"][..],
-            &["--ws"],
-            &["--websocket"],
-            &["--ssl-cert=c"],
-            &["--ssl-key=k"],
-            &["-H", "X: y"],
-            &["--statsd-host=h"],
-            &["--statsd-port=8125"],
-            &["--statsd-namespace=n"],
-            &["--statsd-latency-window=1s"],
-        ] {
+        for line in [&["--server=h:1"][..], &["--ssl-cert=c"], &["--ssl-key=k"]] {
             let mut list = line.to_vec();
             list.push("h:1");
             let e = err(&list);

@@ -40,6 +40,31 @@ pub struct Snippet {
     pub origin: String,
 }
 
+/// Where and how to send StatsD metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsdOpts {
+    /// `--statsd`: send at all.
+    pub enabled: bool,
+    pub host: String,
+    pub port: u16,
+    pub namespace: String,
+    /// `--statsd-latency-window`: latency gauges over windows this long
+    /// instead of cumulative ones.
+    pub latency_window: Option<Duration>,
+}
+
+impl Default for StatsdOpts {
+    fn default() -> Self {
+        StatsdOpts {
+            enabled: false,
+            host: "127.0.0.1".to_string(),
+            port: 8125,
+            namespace: "tcpkali".to_string(),
+            latency_window: None,
+        }
+    }
+}
+
 /// Latency measurement options.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LatencyOpts {
@@ -106,6 +131,15 @@ pub struct Options {
     pub latency: LatencyOpts,
     /// `--message-stop`: stop the run when this is received.
     pub message_stop: Option<Vec<u8>>,
+    /// `--statsd*`.
+    pub statsd: StatsdOpts,
+    /// `--ws`: RFC 6455 framing and handshake.
+    pub websocket: bool,
+    /// The client's upgrade request parts: the path of the first
+    /// destination and every `-H` header, parsed (they may hold
+    /// per-connection expressions).
+    pub ws_path: Option<Template>,
+    pub ws_headers: Vec<Template>,
     /// `-1`, `--first-message-file`, in order.
     pub first_messages: Vec<Snippet>,
     /// `-m`, `-f`, in order; concatenated they form one message.
@@ -138,6 +172,10 @@ impl Default for Options {
             message_marker: false,
             latency: LatencyOpts::default(),
             message_stop: None,
+            statsd: StatsdOpts::default(),
+            websocket: false,
+            ws_path: None,
+            ws_headers: Vec::new(),
             first_messages: Vec::new(),
             messages: Vec::new(),
         }

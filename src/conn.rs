@@ -4,6 +4,7 @@
 use crate::latency::{MarkerScan, MarkerTrack, StreamSearch};
 use crate::pace::Schedule;
 use crate::payload::Own;
+use crate::ws::{FrameReader, RequestReader, ResponseReader, WsError};
 use std::os::fd::OwnedFd;
 
 /// Which side opened the connection.
@@ -39,6 +40,40 @@ pub enum CloseReason {
     WriteError(nix::Error),
     /// `--channel-lifetime` expired.
     Lifetime,
+    /// The peer broke the WebSocket protocol.
+    Protocol(WsError),
+    /// The WebSocket closing handshake finished.
+    WsClosed,
+}
+
+/// Where a WebSocket connection is in its handshake.
+#[derive(Debug)]
+pub enum WsPhase {
+    /// Client: the upgrade request goes out (`sent` bytes so far), then the
+    /// 101 response is awaited.
+    ClientRequest {
+        request: Vec<u8>,
+        sent: usize,
+        reader: ResponseReader,
+    },
+    /// Server: reading the upgrade request.
+    ServerRequest(RequestReader),
+    /// Frames flow.
+    Open,
+}
+
+/// A WebSocket connection's protocol state.
+#[derive(Debug)]
+pub struct WsConn {
+    pub phase: WsPhase,
+    pub frames: FrameReader,
+    /// Control frames (pong, close) to write at the next frame boundary.
+    pub control: Vec<u8>,
+    /// The server's 101 reply still to write (not counted as sent, as
+    /// tcpkali does not).
+    pub reply: Vec<u8>,
+    /// Our close frame went out.
+    pub close_sent: bool,
 }
 
 /// Position in the send data: how much of the once-part went out, and the
@@ -88,6 +123,8 @@ pub struct Conn {
     pub track: Option<Box<MarkerTrack>>,
     /// `--message-stop` search state.
     pub stop: Option<Box<StreamSearch>>,
+    /// WebSocket state (`--ws`).
+    pub ws: Option<Box<WsConn>>,
 }
 
 impl Conn {
@@ -115,6 +152,7 @@ impl Conn {
             first_byte_pending: false,
             track: None,
             stop: None,
+            ws: None,
         }
     }
 }
@@ -157,6 +195,14 @@ impl Slab {
         self.len += 1;
     }
 
+    /// The connection in `slot` if its generation is still `gen`, to read.
+    pub fn get(&self, slot: u32, gen: u32) -> Option<&Conn> {
+        match self.slots.get(slot as usize) {
+            Some(Some(c)) if c.gen == gen => Some(c),
+            _ => None,
+        }
+    }
+
     /// The connection in `slot` if its generation is still `gen`.
     #[inline]
     pub fn get_mut(&mut self, slot: u32, gen: u32) -> Option<&mut Conn> {
@@ -164,6 +210,15 @@ impl Slab {
             Some(Some(c)) if c.gen == gen => Some(c),
             _ => None,
         }
+    }
+
+    /// Every live connection's slot and generation.
+    pub fn live(&self) -> Vec<(u32, u32)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|c| (i as u32, c.gen)))
+            .collect()
     }
 
     /// Takes the connection out, retiring its generation.

@@ -336,7 +336,7 @@ pub struct Content {
 fn pieces_have_marker(pieces: &[Piece]) -> bool {
     pieces.iter().any(|p| match p {
         Piece::MessageMarker => true,
-        Piece::Raw(inner) => pieces_have_marker(inner),
+        Piece::Raw(inner) | Piece::TextFrame(inner) => pieces_have_marker(inner),
         _ => false,
     })
 }

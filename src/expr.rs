@@ -94,6 +94,10 @@ pub enum Piece {
     },
     /// Content that is never WebSocket-framed.
     Raw(Vec<Piece>),
+    /// `--ws` automatic framing: the inner pieces rendered as one text frame
+    /// (FIN, opcode 1), whose header is written once their length is known.
+    /// See [`ws_auto_frame`].
+    TextFrame(Vec<Piece>),
 }
 
 /// A parsed message: render it to get its bytes.
@@ -178,7 +182,7 @@ impl Piece {
             Piece::Bytes(_) | Piece::WsFrame { .. } => Scope::Static,
             Piece::ConnUid { .. } | Piece::ConnPtr { .. } | Piece::ConnRe(_) => Scope::Connection,
             Piece::MsgRe(_) | Piece::MessageMarker => Scope::Message,
-            Piece::Raw(inner) => inner
+            Piece::Raw(inner) | Piece::TextFrame(inner) => inner
                 .iter()
                 .map(Piece::scope)
                 .max()
@@ -219,8 +223,27 @@ impl Piece {
                 exact(ws_header_len(payload.len(), client_side).saturating_add(payload.len()))
             }
             Piece::Raw(inner) => sum_lengths(inner, client_side),
+            Piece::TextFrame(inner) => {
+                // The header grows with the length, so each bound is exact.
+                let payload = sum_lengths(inner, client_side);
+                let framed = |n: usize| n.saturating_add(ws_header_len(n, client_side));
+                Lengths {
+                    min: framed(payload.min),
+                    max: framed(payload.max),
+                    avg: framed(payload.avg),
+                }
+            }
         }
     }
+}
+
+/// Whether a message marker is among `pieces` (at any depth).
+fn has_marker(pieces: &[Piece]) -> bool {
+    pieces.iter().any(|p| match p {
+        Piece::MessageMarker => true,
+        Piece::Raw(inner) | Piece::TextFrame(inner) => has_marker(inner),
+        _ => false,
+    })
 }
 
 fn sum_lengths(pieces: &[Piece], client_side: bool) -> Lengths {
@@ -287,6 +310,39 @@ pub fn ws_header_len(len: usize, client_side: bool) -> usize {
     }
 }
 
+/// A WebSocket frame header (RFC 6455 §5.2) for a payload of `len` bytes:
+/// FIN, the RSV bits of `rsv` (0x70), the low 4 bits of `opcode`, the
+/// length in its shortest encoding and, with `mask`, the masking key.
+/// Returns the bytes and how many of them are used.
+fn ws_header(
+    fin: bool,
+    rsv: u8,
+    opcode: u8,
+    len: usize,
+    mask: Option<[u8; 4]>,
+) -> ([u8; 14], usize) {
+    let mut header = [0u8; 14];
+    header[0] = if fin { 0x80 } else { 0 } | (rsv & 0x70) | (opcode & 0x0f);
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    let mut n = 2;
+    if len <= 125 {
+        header[1] = mask_bit | len as u8;
+    } else if let Ok(short) = u16::try_from(len) {
+        header[1] = mask_bit | 126;
+        header[2..4].copy_from_slice(&short.to_be_bytes());
+        n = 4;
+    } else {
+        header[1] = mask_bit | 127;
+        header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        n = 10;
+    }
+    if let Some(key) = mask {
+        header[n..n + 4].copy_from_slice(&key);
+        n += 4;
+    }
+    (header, n)
+}
+
 /// Appends a WebSocket frame (RFC 6455 §5.2): FIN, the RSV bits of `rsv`
 /// (0x70), the low 4 bits of `opcode`, the length and, with `mask`, the
 /// masking key followed by the masked payload.
@@ -298,26 +354,68 @@ pub fn write_ws_frame(
     payload: &[u8],
     mask: Option<[u8; 4]>,
 ) {
-    let fin_bit = if fin { 0x80 } else { 0 };
-    out.push(fin_bit | (rsv & 0x70) | (opcode & 0x0f));
-    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    let len = payload.len();
-    if len <= 125 {
-        out.push(mask_bit | len as u8);
-    } else if let Ok(short) = u16::try_from(len) {
-        out.push(mask_bit | 126);
-        out.extend_from_slice(&short.to_be_bytes());
-    } else {
-        out.push(mask_bit | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
+    let (header, n) = ws_header(fin, rsv, opcode, payload.len(), mask);
+    out.extend_from_slice(header.get(..n).unwrap_or(&header));
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let (Some(key), Some(tail)) = (mask, out.get_mut(start..)) {
+        crate::ws::mask_in_place(tail, key, 0);
     }
-    match mask {
-        Some(key) => {
-            out.extend_from_slice(&key);
-            out.extend(payload.iter().zip(key.iter().cycle()).map(|(b, k)| b ^ k));
+}
+
+/// `--ws` automatic framing of one `-1`/`-m` snippet: the snippet becomes
+/// one text frame; explicit `\{ws.*}` frames inside it are kept as
+/// written and `\{raw …}` parts stay unframed, each splitting the text
+/// around it into separate text frames (empty text between them makes no
+/// frame). An empty snippet is one empty text frame.
+pub fn ws_auto_frame(t: &Template) -> Template {
+    fn flush(run: &mut Vec<Piece>, pieces: &mut Vec<Piece>) {
+        if run.is_empty() {
+            return;
         }
-        None => out.extend_from_slice(payload),
+        let run = std::mem::take(run);
+        if run.iter().all(|p| matches!(p, Piece::Bytes(_))) {
+            // Fixed text: an ordinary frame.
+            let mut payload = Vec::new();
+            for piece in &run {
+                if let Piece::Bytes(bytes) = piece {
+                    payload.extend_from_slice(bytes);
+                }
+            }
+            pieces.push(Piece::WsFrame {
+                fin: true,
+                rsv: 0,
+                opcode: 0x1,
+                payload,
+            });
+        } else {
+            pieces.push(Piece::TextFrame(run));
+        }
     }
+    if t.pieces.is_empty() {
+        return Template {
+            pieces: vec![Piece::WsFrame {
+                fin: true,
+                rsv: 0,
+                opcode: 0x1,
+                payload: Vec::new(),
+            }],
+        };
+    }
+    let mut pieces = Vec::new();
+    let mut run = Vec::new();
+    for piece in &t.pieces {
+        match piece {
+            Piece::WsFrame { .. } | Piece::Raw(_) | Piece::TextFrame(_) => {
+                flush(&mut run, &mut pieces);
+                pieces.push(piece.clone());
+            }
+            Piece::Bytes(bytes) if bytes.is_empty() => {}
+            other => run.push(other.clone()),
+        }
+    }
+    flush(&mut run, &mut pieces);
+    Template { pieces }
 }
 
 /// Writes the 16 hex digits of `micros` into the marker that starts at
@@ -412,6 +510,72 @@ fn render_piece(
             for piece in inner {
                 render_piece(piece, ctx, out, markers);
             }
+        }
+        Piece::TextFrame(inner) => render_text_frame(inner, ctx, out, markers),
+    }
+}
+
+/// Renders `inner` as one text frame. Room for the header is left first,
+/// sized for the shortest payload; if the payload comes out longer than
+/// that header can describe, the payload is moved up (and its marker
+/// offsets with it).
+///
+/// On the client side the masking key is random, except for a frame that
+/// holds a message marker: that one gets the key 00 00 00 00 (so its
+/// payload goes out as is, as with tcpkali). A marker is stamped into the
+/// rendered bytes just before they are sent, long after masking, and the
+/// receiver must find `TCPKaliMsgTS-…` in the clear: a real key would
+/// scramble the prefix and the stamped digits would be unmasked into
+/// garbage.
+fn render_text_frame(
+    inner: &[Piece],
+    ctx: &mut RenderCtx<'_>,
+    out: &mut Vec<u8>,
+    markers: &mut Vec<usize>,
+) {
+    let start = out.len();
+    let first_marker = markers.len();
+    let shortest = sum_lengths(inner, ctx.client_side).min;
+    let mut room = ws_header_len(shortest, ctx.client_side);
+    out.resize(start + room, 0);
+    for piece in inner {
+        render_piece(piece, ctx, out, markers);
+    }
+    let payload_at = start + room;
+    let len = out.len() - payload_at;
+    let needed = ws_header_len(len, ctx.client_side);
+    if needed > room {
+        let grow = needed - room;
+        out.splice(payload_at..payload_at, std::iter::repeat_n(0u8, grow));
+        for at in markers.iter_mut().skip(first_marker) {
+            *at += grow;
+        }
+        room = needed;
+    } else if needed < room {
+        // Only if a piece rendered shorter than its stated minimum.
+        let shrink = room - needed;
+        out.drain(start + needed..payload_at);
+        for at in markers.iter_mut().skip(first_marker) {
+            *at -= shrink;
+        }
+        room = needed;
+    }
+    let mask = if !ctx.client_side {
+        None
+    } else if has_marker(inner) {
+        Some([0; 4])
+    } else {
+        Some(ctx.rng.rand_u32().to_be_bytes())
+    };
+    let (header, n) = ws_header(true, 0, 0x1, len, mask);
+    if let (Some(slot), Some(bytes)) = (out.get_mut(start..start + room), header.get(..n)) {
+        if slot.len() == bytes.len() {
+            slot.copy_from_slice(bytes);
+        }
+    }
+    if let (Some(key), Some(payload)) = (mask, out.get_mut(start + room..)) {
+        if key != [0; 4] {
+            crate::ws::mask_in_place(payload, key, 0);
         }
     }
 }
@@ -1703,5 +1867,263 @@ mod tests {
             }
         }
         assert!(parsed > 5_000, "only {parsed} inputs parsed");
+    }
+
+    /// Parses `text` and frames it as `--ws` does.
+    fn framed(text: &str) -> Template {
+        ws_auto_frame(&parse(text, false))
+    }
+
+    /// The frames in `data` (as sent by the given side): (opcode, payload)
+    /// of each, checked by the WebSocket parser.
+    fn frames_in(data: &[u8], client_side: bool) -> Vec<(u8, Vec<u8>)> {
+        use crate::ws::{FrameEvent, FrameReader};
+        let mut reader = FrameReader::new(client_side);
+        let mut frames = Vec::new();
+        let mut payload = Vec::new();
+        reader.feed(&mut data.to_vec(), &mut |event| match event {
+            FrameEvent::Data(d) => payload.extend_from_slice(d),
+            FrameEvent::FrameEnd { opcode } => frames.push((opcode, std::mem::take(&mut payload))),
+            FrameEvent::Error(e) => panic!("{e} in {data:02x?}"),
+            _ => {}
+        });
+        assert!(payload.is_empty(), "incomplete frame in {data:02x?}");
+        frames
+    }
+
+    #[test]
+    fn auto_framing_spec_examples() {
+        let t = framed(r#"A\{ws.text "hi"}B"#);
+        assert_eq!(render(&t), b"\x81\x01A\x81\x02hi\x81\x01B");
+        let t = framed(r#"A\{raw "hi"}B"#);
+        assert_eq!(render(&t), b"\x81\x01Ahi\x81\x01B");
+        assert_eq!(t.scope(), Scope::Static);
+        // Client side: mask bit and a 4-byte key on every frame.
+        let client = render_with(&t, 1, 1, true, 5);
+        assert_eq!(client.len(), 6 + 1 + 2 + 6 + 1);
+        assert_eq!(client[..2], [0x81, 0x81]);
+        assert_eq!(
+            client[2..6]
+                .iter()
+                .zip(&client[6..7])
+                .map(|(k, b)| k ^ b)
+                .collect::<Vec<_>>(),
+            b"A"
+        );
+        assert_eq!(&client[7..9], b"hi");
+        assert_eq!(client[9..11], [0x81, 0x81]);
+        assert_eq!(client[11] ^ client[15], b'B');
+        let t = framed(r#"A\{ws.text "hi"}B"#);
+        let client = render_with(&t, 1, 1, true, 5);
+        assert_eq!(
+            frames_in(&client, true),
+            vec![(1, b"A".to_vec()), (1, b"hi".to_vec()), (1, b"B".to_vec())]
+        );
+        assert_eq!(
+            t.lengths(true),
+            Lengths {
+                min: 22,
+                max: 22,
+                avg: 22
+            }
+        );
+        assert_eq!(t.lengths(false).max, 10);
+        // A plain snippet is one frame; with a first message of "ABC" the
+        // client sends 6 + 3 bytes (spec §7.4).
+        let t = framed("ABC");
+        assert_eq!(t.lengths(true).min, 9);
+        assert_eq!(render_with(&t, 1, 1, true, 1).len(), 9);
+        assert_eq!(render(&t), b"\x81\x03ABC");
+        // Only explicit parts: no empty text frames around them.
+        assert_eq!(render(&framed(r#"\{ws.ping "p"}"#)), b"\x89\x01p");
+        assert_eq!(render(&framed(r#"\{raw "r"}\{raw "s"}"#)), b"rs");
+        // An empty snippet is one empty frame.
+        let t = ws_auto_frame(&parse("", false));
+        assert_eq!(render(&t), b"\x81\x00");
+        assert_eq!(render_with(&t, 1, 1, true, 1).len(), 6);
+        // Framing twice changes nothing.
+        let t = framed(r#"x\{connection.uid}\{raw "r"}\{re a+}\{ws.pong}y"#);
+        assert_eq!(ws_auto_frame(&t), t);
+    }
+
+    #[test]
+    fn text_frames_with_dynamic_parts() {
+        let t = framed(r"id=\{connection.uid}!");
+        assert_eq!(
+            t.pieces,
+            vec![Piece::TextFrame(vec![
+                Piece::Bytes(b"id=".to_vec()),
+                Piece::ConnUid { modulo: None },
+                Piece::Bytes(b"!".to_vec()),
+            ])]
+        );
+        assert_eq!(t.scope(), Scope::Connection);
+        assert_eq!(render_with(&t, 12345, 0, false, 1), b"\x81\x09id=12345!");
+        assert_eq!(
+            t.lengths(false),
+            Lengths {
+                min: 7,
+                max: 26,
+                avg: 11
+            }
+        );
+        assert_eq!(
+            t.lengths(true),
+            Lengths {
+                min: 11,
+                max: 30,
+                avg: 15
+            }
+        );
+        let a = render_with(&t, 12345, 0, true, 1);
+        let b = render_with(&t, 12345, 0, true, 2);
+        assert_eq!(a[..2], [0x81, 0x89]);
+        assert_ne!(a[2..6], b[2..6], "random masking keys");
+        assert_ne!(a[2..6], [0; 4]);
+        for out in [a, b] {
+            assert_eq!(frames_in(&out, true), vec![(1, b"id=12345!".to_vec())]);
+        }
+        // Text around an explicit frame, with per-message parts.
+        let t = framed(r#"\{re [a-c]{3}}\{ws.binary "B"}\{connection.ptr}"#);
+        assert_eq!(t.scope(), Scope::Message);
+        let out = render_with(&t, 1, 0xabc, true, 3);
+        let frames = frames_in(&out, true);
+        assert_eq!(frames.len(), 3);
+        assert_eq!(frames[0].1.len(), 3);
+        assert_eq!(frames[1], (2, b"B".to_vec()));
+        assert_eq!(frames[2], (1, b"0xabc".to_vec()));
+    }
+
+    #[test]
+    fn text_frame_headers_follow_the_rendered_length() {
+        // Payloads of 120..=130 bytes straddle the 125-byte limit of the short form.
+        let t = framed(r"<\{re x{88,98}}\{message.marker}>");
+        let lengths = t.lengths(true);
+        assert_eq!(lengths.min, 6 + 120);
+        assert_eq!(lengths.max, 8 + 130);
+        let mut seen = std::collections::HashSet::new();
+        for seed in 0..200 {
+            for client_side in [false, true] {
+                let mut rng = Rand32::new(seed);
+                let mut ctx = RenderCtx {
+                    uid: 1,
+                    ptr: 1,
+                    rng: &mut rng,
+                    client_side,
+                };
+                let mut out = b"before".to_vec();
+                let mut markers = Vec::new();
+                t.render(&mut ctx, &mut out, &mut markers);
+                let l = t.lengths(client_side);
+                assert!((l.min..=l.max).contains(&(out.len() - 6)));
+                assert_eq!(markers.len(), 1);
+                let at = markers[0];
+                assert_eq!(out.get(at..at + 13), Some(MARKER_PREFIX));
+                stamp_marker(&mut out, at, 0x1234);
+                assert_eq!(&out[at + 13..at + 30], b"0000000000001234.");
+                assert_eq!(out[at + 30], b'>');
+                if client_side {
+                    // A frame with a marker has the zero key.
+                    let key_at = if out[7] & 0x7f == 126 { 10 } else { 8 };
+                    assert_eq!(out[key_at..key_at + 4], [0; 4]);
+                }
+                let frames = frames_in(&out[6..], client_side);
+                assert_eq!(frames.len(), 1);
+                seen.insert(frames[0].1.len() > 125);
+            }
+        }
+        assert_eq!(seen.len(), 2, "both header forms were exercised");
+
+        // A 64-bit length.
+        let t = ws_auto_frame(&Template {
+            pieces: vec![
+                Piece::Bytes(vec![b'z'; 70_000]),
+                Piece::ConnUid { modulo: None },
+            ],
+        });
+        let out = render_with(&t, 42, 0, false, 1);
+        assert_eq!(out[..10], [0x81, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x72]);
+        assert_eq!(out.len(), 10 + 70_002);
+        assert_eq!(&out[out.len() - 2..], b"42");
+        let out = render_with(&t, 42, 0, true, 1);
+        assert_eq!(out.len(), 14 + 70_002);
+        assert_eq!(frames_in(&out, true)[0].1.len(), 70_002);
+        assert_eq!(t.lengths(true).min, 14 + 70_001);
+    }
+
+    #[test]
+    fn text_frame_masks_markers_only_with_a_zero_key() {
+        let t = framed(r"a\{message.marker}b");
+        let out = render_with(&t, 1, 1, true, 1);
+        assert_eq!(out[..6], [0x81, 0x80 | 32, 0, 0, 0, 0]);
+        assert_eq!(&out[6..7], b"a");
+        assert_eq!(&out[7..20], MARKER_PREFIX);
+        // The marker's frame only: the next snippet's frame is masked.
+        let t = Template {
+            pieces: [
+                framed(r"\{message.marker}").pieces,
+                framed(r"\{re q{40}}").pieces,
+            ]
+            .concat(),
+        };
+        let out = render_with(&t, 1, 1, true, 1);
+        assert_eq!(out[2..6], [0; 4]);
+        let second = 6 + MARKER_LEN;
+        assert_ne!(out[second + 2..second + 6], [0; 4]);
+        assert_eq!(frames_in(&out, true)[1], (1, vec![b'q'; 40]));
+    }
+
+    #[test]
+    fn auto_framed_mutations_stay_well_formed() {
+        const FRAGMENTS: &[&str] = &[
+            "text ",
+            "}",
+            r"\{connection.uid}",
+            r"\{connection.uid % 10}",
+            r"\{connection.ptr}",
+            r"\{re [a-z]{2,5}}",
+            r"\{re x{100,140}}",
+            r"\{connection.re (ab|cd)+}",
+            r"\{global.re x?y*}",
+            r"\{message.marker}",
+            r#"\{ws.text "hi"}"#,
+            r"\{ws.ping}",
+            r#"\{raw "r\n"}"#,
+            r"\{raw {re .}}",
+            r"\{raw {message.marker}}",
+        ];
+        let mut rng = Rand32::new(21);
+        for _ in 0..5_000 {
+            let count = rng.rand_range(0..6) as usize;
+            let mut input = Vec::new();
+            for _ in 0..count {
+                let fragment = FRAGMENTS[rng.rand_range(0..FRAGMENTS.len() as u32) as usize];
+                input.extend_from_slice(fragment.as_bytes());
+            }
+            let Ok(t) = Template::parse(&input, false, &mut rng) else {
+                continue;
+            };
+            let t = ws_auto_frame(&t);
+            let unframed = t.pieces.iter().any(|p| matches!(p, Piece::Raw(_)));
+            for client_side in [false, true] {
+                let lengths = t.lengths(client_side);
+                let mut out = Vec::new();
+                let mut markers = Vec::new();
+                let mut ctx = RenderCtx {
+                    uid: u64::from(rng.rand_u32()),
+                    ptr: u64::from(rng.rand_u32()),
+                    rng: &mut rng,
+                    client_side,
+                };
+                t.render(&mut ctx, &mut out, &mut markers);
+                assert!((lengths.min..=lengths.max).contains(&out.len()));
+                for &at in &markers {
+                    assert_eq!(out.get(at..at + 13), Some(MARKER_PREFIX));
+                }
+                if !unframed {
+                    assert_eq!(frames_in(&out, client_side).len(), t.pieces.len());
+                }
+            }
+        }
     }
 }

@@ -19,10 +19,12 @@ mod payload;
 mod regexgen;
 mod report;
 mod setup;
+mod statsd;
 mod supervisor;
 mod sys;
 mod units;
 mod worker;
+mod ws;
 
 use std::io::Write;
 

@@ -67,6 +67,9 @@ impl Payload {
     /// cycle, optionally cut at the end of the current message.
     #[inline]
     pub fn body_from(&self, off: usize, one_message: bool) -> &[u8] {
+        if self.msg_len == 0 {
+            return &[];
+        }
         let end = if one_message {
             off + self.msg_len - off % self.msg_len
         } else if self.area.len() > self.cycle {
@@ -157,6 +160,14 @@ impl Body<'_> {
         match self {
             Body::Cycle(p) => p.bytes_for(off, k),
             Body::Generated(g) => g.bytes_for(off, k),
+        }
+    }
+
+    /// Whether a message (and so a frame) begins at `off`.
+    pub fn at_boundary(&self, off: usize) -> bool {
+        match self {
+            Body::Cycle(p) => p.msg_len() == 0 || off % p.msg_len() == 0,
+            Body::Generated(g) => g.is_boundary(off),
         }
     }
 

@@ -2,14 +2,15 @@
 //! progress, decides when the run ends, and prints the summary.
 
 use crate::content::Content;
-use crate::expr::{Piece, RenderCtx, Scope};
+use crate::expr::{Piece, RenderCtx, Scope, Template};
 use crate::latency;
 use crate::pace::Rate;
 use crate::payload::{Payload, MIN_CYCLE};
 use crate::report::{self, Smoothed, SummaryInput};
 use crate::setup::{self, Plan};
+use crate::statsd::{LatencyReport, Report as StatsdReport, Statsd, StatsdError};
 use crate::sys::{self, Bracketed, SockOpts};
-use crate::worker::{self, DestPlan, Marker, Shared, WorkerPlan};
+use crate::worker::{self, DestPlan, Marker, Shared, WorkerPlan, WsPlan};
 use nix::sys::signal::{self, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
@@ -47,6 +48,8 @@ pub enum StartError {
     Fork(nix::Error),
     /// Signal handlers could not be installed.
     Signals(io::Error),
+    /// The StatsD host cannot be used.
+    Statsd(StatsdError),
 }
 
 /// An address already formatted as `[ip]:port`.
@@ -59,6 +62,7 @@ impl std::fmt::Display for StartError {
             StartError::Region(e) => write!(f, "Cannot create the stats region: {e}"),
             StartError::Fork(e) => write!(f, "Cannot start a worker process: {}", e.desc()),
             StartError::Signals(e) => write!(f, "Cannot install signal handlers: {e}"),
+            StartError::Statsd(e) => write!(f, "{e}"),
         }
     }
 }
@@ -69,6 +73,7 @@ impl StartError {
     pub fn exit_code(&self) -> i32 {
         match self {
             StartError::Bind(..) => 69,
+            StartError::Statsd(_) => 64,
             _ => 1,
         }
     }
@@ -109,6 +114,16 @@ impl Rates {
     }
 }
 
+/// The StatsD client and the state of its latency window.
+struct StatsdFeed {
+    client: Statsd,
+    /// The snapshot the previous report was computed from.
+    last: Snapshot,
+    window_start: Instant,
+    /// Histograms at the start of the current latency window.
+    window_base: Vec<hdrhistogram::Histogram<u64>>,
+}
+
 enum Phase {
     RampUp,
     Steady { since: Instant, base: Snapshot },
@@ -122,6 +137,7 @@ struct Supervisor {
     _listeners: Vec<OwnedFd>,
     region: Region,
     layout: BucketLayout,
+    statsd: Option<StatsdFeed>,
     pids: Vec<Option<Pid>>,
     /// When each slot's worker was last restarted, within the window.
     recent_restarts: Vec<Vec<Instant>>,
@@ -224,6 +240,15 @@ fn build_shared(plan: &Plan) -> Shared {
             }),
         marker_skip: o.latency.marker_skip,
         message_stop: o.message_stop.clone(),
+        ws: o.websocket.then(|| WsPlan {
+            path: o.ws_path.clone().unwrap_or(Template { pieces: Vec::new() }),
+            host: o
+                .destinations
+                .first()
+                .map(|d| d.host_port.as_bytes().to_vec())
+                .unwrap_or_default(),
+            headers: o.ws_headers.clone(),
+        }),
     }
 }
 
@@ -261,6 +286,20 @@ fn warn_fd_limit(plan: &Plan) {
 
 impl Supervisor {
     fn start(plan: Plan) -> Result<Supervisor, StartError> {
+        let statsd = if plan.opts.statsd.enabled {
+            let o = &plan.opts.statsd;
+            let mut client =
+                Statsd::connect(&o.host, o.port, &o.namespace).map_err(StartError::Statsd)?;
+            client.zero();
+            Some(StatsdFeed {
+                client,
+                last: Snapshot::default(),
+                window_start: Instant::now(),
+                window_base: Vec::new(),
+            })
+        } else {
+            None
+        };
         remove_stale_regions();
         warn_fd_limit(&plan);
         warn_buffers(&plan);
@@ -346,6 +385,7 @@ impl Supervisor {
             _listeners: listeners,
             region,
             layout: BucketLayout::standard(),
+            statsd,
             pids: vec![None; workers],
             recent_restarts: vec![Vec::new(); workers],
             stopping: false,
@@ -431,13 +471,13 @@ impl Supervisor {
             let snap = self.region.snapshot();
             match phase {
                 Phase::RampUp => {
-                    if snap.gauge(Gauge::OpenOut) >= self.connections() {
+                    let started = (snap.gauge(Gauge::OpenOut) >= self.connections())
+                        .then(|| self.steady_start(now))
+                        .flatten();
+                    if let Some((since, base)) = started {
                         self.say(&format!("Ramped up to {} connections.", self.connections()));
                         self.region.header().steady.store(1, Ordering::Relaxed);
-                        phase = Phase::Steady {
-                            since: now,
-                            base: snap,
-                        };
+                        phase = Phase::Steady { since, base };
                     } else if duration.is_some_and(|d| now - start >= d) {
                         break Ending::RampUpFailed;
                     }
@@ -449,15 +489,17 @@ impl Supervisor {
                 }
             }
             if now - last_progress >= PROGRESS_EVERY {
-                rates.update((now - last_progress).as_secs_f64(), &snap.since(&last_snap));
+                let delta = snap.since(&last_snap);
+                rates.update((now - last_progress).as_secs_f64(), &delta);
                 if self.tty {
                     self.show_progress(&phase, &snap, &rates, duration);
                 }
+                self.report_statsd(&snap, &rates, now);
                 last_progress = now;
                 last_snap = snap;
             }
         };
-        self.finish(ending, start, phase)
+        self.finish(ending, start, phase, &rates)
     }
 
     fn show_progress(
@@ -501,10 +543,21 @@ impl Supervisor {
         diag_raw!("{line}\x1b[K\r");
     }
 
-    fn finish(&mut self, ending: Ending, start: Instant, phase: Phase) -> i32 {
+    fn finish(&mut self, ending: Ending, start: Instant, phase: Phase, rates: &Rates) -> i32 {
         let now = Instant::now();
         let last = self.region.snapshot();
         self.stop_workers(ending == Ending::Aborted);
+        // What happened since the last tick, then the closing zero report.
+        self.report_statsd(&self.region.snapshot(), rates, now);
+        if let Some(feed) = self.statsd.as_mut() {
+            feed.client.zero();
+            if feed.client.errors() > 0 && self.plan.opts.verbosity >= 1 {
+                diag!(
+                    "StatsD: {} datagrams could not be sent.",
+                    feed.client.errors()
+                );
+            }
+        }
         if self.tty {
             diag_raw!("\x1b[K");
         }
@@ -535,8 +588,9 @@ impl Supervisor {
             Phase::RampUp => (start, Snapshot::default()),
             Phase::Steady { since, base } => (since, base),
         };
+        let delta = last.since(&base);
         let mut text = report::summary(&SummaryInput {
-            delta: last.since(&base),
+            delta,
             duration: (now - since).as_secs_f64(),
             channels: last.gauge(Gauge::OpenIn) + last.gauge(Gauge::OpenOut),
             message_rates: self.plan.opts.message_marker,
@@ -545,6 +599,13 @@ impl Supervisor {
         let lag = self.histogram(HistKind::SendLag);
         if let Some(line) = report::lag_line(&lag) {
             text += &line;
+        }
+        if self.plan.opts.websocket {
+            text += &format!(
+                "WebSocket: {} frames received, {} protocol errors.\n",
+                last.get(Counter::FramesRcvd),
+                last.get(Counter::ProtocolErrors)
+            );
         }
         // A closed stdout (`| head -1`) must not turn a finished run into a crash.
         let mut out = io::stdout();
@@ -600,6 +661,107 @@ impl Supervisor {
             .map(|((_, _, name), h)| (*name, h))
             .collect();
         Some(report::latency_progress(&named))
+    }
+
+    /// One StatsD report: counters and gauges every tick; latency gauges
+    /// with them (cumulative), or alone once per `--statsd-latency-window`
+    /// (computed over the window).
+    fn report_statsd(&mut self, snap: &Snapshot, rates: &Rates, now: Instant) {
+        let Some(feed) = self.statsd.as_mut() else {
+            return;
+        };
+        // Deltas since the last report, so the counters add up to the
+        // run's totals.
+        let delta = snap.since(&feed.last);
+        feed.last = *snap;
+        let window = self.plan.opts.statsd.latency_window;
+        let kinds = self.latency_kinds();
+        let current: Vec<hdrhistogram::Histogram<u64>> =
+            kinds.iter().map(|(k, _, _)| self.histogram(*k)).collect();
+        let Some(feed) = self.statsd.as_mut() else {
+            return;
+        };
+        let (latency_now, shown): (bool, Vec<hdrhistogram::Histogram<u64>>) = match window {
+            None => (true, current),
+            Some(w) if now.duration_since(feed.window_start) >= w => {
+                feed.window_start = now;
+                let base = std::mem::replace(&mut feed.window_base, current.clone());
+                let diff = current
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| {
+                        let mut d = h.clone();
+                        if let Some(b) = base.get(i) {
+                            let _ = d.subtract(b);
+                        }
+                        d
+                    })
+                    .collect();
+                (true, diff)
+            }
+            Some(_) => (false, Vec::new()),
+        };
+        let pcts = &self.plan.opts.latency.percentiles;
+        let values: Vec<Vec<(&str, f64)>> = shown
+            .iter()
+            .map(|h| {
+                pcts.iter()
+                    .map(|(l, p)| (l.as_str(), h.value_at_percentile(*p) as f64 / 1000.0))
+                    .collect()
+            })
+            .collect();
+        let latency: Vec<LatencyReport<'_>> = kinds
+            .iter()
+            .zip(&shown)
+            .zip(&values)
+            .filter(|((_, h), _)| !h.is_empty())
+            .map(|(((kind, _, _), h), v)| LatencyReport {
+                kind: match kind {
+                    HistKind::Connect => "connect",
+                    HistKind::FirstByte => "firstbyte",
+                    _ => "message",
+                },
+                percentiles: v,
+                min: h.min() as f64 / 1000.0,
+                mean: h.mean() / 1000.0,
+                max: h.max() as f64 / 1000.0,
+            })
+            .collect();
+        let report = StatsdReport {
+            opened: delta.get(Counter::ConnsInitiated),
+            total_in: snap.gauge(Gauge::OpenIn),
+            total_out: snap.gauge(Gauge::OpenOut),
+            bitrate_in: rates.rx.value(),
+            bitrate_out: rates.tx.value(),
+            data_rcvd: delta.get(Counter::BytesRcvd),
+            data_sent: delta.get(Counter::BytesSent),
+            reads: delta.get(Counter::Reads),
+            writes: delta.get(Counter::Writes),
+            msgs_rcvd: delta.get(Counter::MsgsRcvd),
+            msgs_sent: delta.get(Counter::MsgsSent),
+            latency: &latency,
+        };
+        feed.client.send(&report, true, window.is_none());
+        if window.is_some() && latency_now {
+            feed.client.send(&report, false, true);
+        }
+    }
+
+    /// When every worker has its connections up: the steady state's start
+    /// (the last worker's moment) and the counters it is measured from
+    /// (each worker's own at its moment), so that the first bytes of the
+    /// last connections (a WebSocket handshake, a first message) are in.
+    fn steady_start(&self, now: Instant) -> Option<(Instant, Snapshot)> {
+        let mut base = Snapshot::default();
+        let mut latest = 0;
+        for i in 0..self.region.workers() {
+            let (at, counters) = self.region.slot(i).ramp.get()?;
+            base.accumulate(&counters);
+            latest = latest.max(at);
+        }
+        let ago = tcpkali_ipc::monotonic_ns().saturating_sub(latest);
+        let since = now.checked_sub(Duration::from_nanos(ago)).unwrap_or(now);
+        Some((since, base))
     }
 
     /// The first fault a worker reported, if any.

@@ -1,7 +1,7 @@
 //! A worker process: one reactor over its share of the connections, writing
 //! its counters into its own slot of the stats region.
 
-use crate::conn::{self, CloseReason, Conn, Direction, Phase, SendPos, Slab};
+use crate::conn::{self, CloseReason, Conn, Direction, Phase, SendPos, Slab, WsConn, WsPhase};
 use crate::content::Content;
 use crate::dump::{self, DumpSpec, DUMP_IN, DUMP_OUT};
 use crate::expr::{self, RenderCtx, Scope, Template};
@@ -10,6 +10,7 @@ use crate::latency::{MarkerTrack, MAX_OUTSTANDING};
 use crate::pace::{Pacer, Rate, Schedule};
 use crate::payload::{Body, Generated, Own, Payload};
 use crate::sys::{self, Bracketed, SockOpts};
+use crate::ws::{self, FrameEvent, FrameReader, Handshake, RequestReader, ResponseReader};
 use memchr::memmem::Finder;
 use polling::{Event, Events, PollMode, Poller};
 use std::cmp::Reverse;
@@ -59,6 +60,19 @@ pub struct Shared {
     pub marker_skip: u64,
     /// `--message-stop`.
     pub message_stop: Option<Vec<u8>>,
+    /// `--ws`: how outgoing connections upgrade (accepted ones expect an
+    /// upgrade request whenever this is set).
+    pub ws: Option<WsPlan>,
+}
+
+/// The parts of a client's WebSocket upgrade request.
+#[derive(Debug, Clone)]
+pub struct WsPlan {
+    /// Path of the first destination (without its leading `/`).
+    pub path: Template,
+    /// The first destination as typed, for the `Host:` header.
+    pub host: Vec<u8>,
+    pub headers: Vec<Template>,
 }
 
 /// The `--latency-marker` to look for in what comes back.
@@ -193,6 +207,8 @@ struct Worker<'a> {
     /// Searchers for a fixed `--latency-marker` and for `--message-stop`.
     marker_finder: Option<Finder<'static>>,
     stop_finder: Option<Finder<'static>>,
+    /// Scratch: where WebSocket payloads lie in the read buffer.
+    payloads: Vec<(usize, usize)>,
 }
 
 /// Runs worker `plan.index` until the supervisor sets the stop word or the
@@ -240,8 +256,14 @@ pub fn run(region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
             .message_stop
             .as_ref()
             .map(|m| Finder::new(m).into_owned()),
+        payloads: Vec::new(),
     };
     slot.gauges.set(Gauge::Fault, 0);
+    if plan.connections == 0 {
+        // Nothing to ramp up: the steady state is the whole run.
+        slot.ramp
+            .set_once(tcpkali_ipc::monotonic_ns(), &slot.counters);
+    }
     for (i, &fd) in plan.listeners.iter().enumerate() {
         // SAFETY: the listener stays open for the worker's whole life (the
         // supervisor owns it) and is never closed while registered.
@@ -271,6 +293,7 @@ impl Worker<'_> {
         let mut heartbeat = 0u64;
         loop {
             if self.region.header().stop.load(Relaxed) != 0 {
+                self.close_websockets(&mut events);
                 return 0;
             }
             let now = self.now();
@@ -455,6 +478,13 @@ impl Worker<'_> {
         self.open.connecting -= 1;
         self.open.out += 1;
         self.publish_gauges();
+        if self.open.out >= self.plan.connections {
+            // This worker's steady state begins now, before the first
+            // byte of this connection (handshake, first message) moves.
+            self.slot
+                .ramp
+                .set_once(tcpkali_ipc::monotonic_ns(), &self.slot.counters);
+        }
         self.counters().add(Counter::ConnsEstablished, 1);
         self.dest_stats[dest].successes += 1;
         if self.shared.latency_connect {
@@ -487,6 +517,7 @@ impl Worker<'_> {
         let shared = self.shared;
         self.render_own(slot, gen);
         self.start_watching(slot, gen);
+        self.start_websocket(slot, gen);
         let dump_flags = self.dump_flags(slot, gen);
         let Some(c) = self.conns.get_mut(slot, gen) else {
             return;
@@ -807,7 +838,10 @@ impl Worker<'_> {
                 Ok(n) => {
                     total += n;
                     reads += 1;
-                    self.inspect_received(slot, gen, fd, n, now);
+                    if let Err(reason) = self.on_received(slot, gen, fd, n, now) {
+                        result = Err(reason);
+                        break;
+                    }
                     if n < want {
                         // Drained: a new edge will announce more data.
                         result = Ok(false);
@@ -851,23 +885,44 @@ impl Worker<'_> {
 
     /// Dumps and scans the first `n` bytes of the read buffer, as the
     /// connection's options ask; costs nothing when neither is on.
-    fn inspect_received(&mut self, slot: u32, gen: u32, fd: RawFd, n: usize, now: u64) {
+    /// Handles `n` freshly read bytes at the start of the read buffer:
+    /// dumps, first-byte latency, then the WebSocket layer or the payload
+    /// checks directly.
+    fn on_received(
+        &mut self,
+        slot: u32,
+        gen: u32,
+        fd: RawFd,
+        n: usize,
+        now: u64,
+    ) -> Result<(), CloseReason> {
         let Some(c) = self.conns.get_mut(slot, gen) else {
-            return;
+            return Ok(());
         };
-        let data = &self.buf[..n];
-        let (stats, hist) = (self.slot, &self.hist);
         if c.dump & DUMP_IN != 0 {
-            dump::emit(false, fd, data);
+            dump::emit(false, fd, &self.buf[..n]);
         }
         if c.first_byte_pending {
             c.first_byte_pending = false;
-            stats.record_us(
-                HistKind::FirstByte,
-                hist,
-                now.saturating_sub(c.created) / 1000,
-            );
+            let us = now.saturating_sub(c.created) / 1000;
+            self.slot.record_us(HistKind::FirstByte, &self.hist, us);
         }
+        if c.ws.is_some() {
+            return self.ws_received(slot, gen, n, now);
+        }
+        self.inspect_payload(slot, gen, 0, n, now);
+        Ok(())
+    }
+
+    /// Checks received payload `buf[from..from + len]`: message markers,
+    /// latency markers, `--message-stop`.
+    fn inspect_payload(&mut self, slot: u32, gen: u32, from: usize, len: usize, now: u64) {
+        let Some(c) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        let data = &self.buf[from..from + len];
+        let n = len;
+        let (stats, hist) = (self.slot, &self.hist);
         if self.shared.message_marker {
             let now_us = latency::wall_micros();
             let mut found = 0u64;
@@ -924,6 +979,210 @@ impl Worker<'_> {
         }
         if let Some(f) = fault {
             self.fault(f);
+        }
+    }
+
+    /// Sets up the WebSocket handshake of a new connection: an outgoing one
+    /// renders its upgrade request (random key, per-connection path and
+    /// headers); an accepted one waits for the client's.
+    fn start_websocket(&mut self, slot: u32, gen: u32) {
+        let Some(plan) = &self.shared.ws else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        let phase = match c.dir {
+            Direction::Out { .. } => {
+                let key = ws::client_key(&mut self.rng);
+                let mut ctx = RenderCtx {
+                    uid: c.uid,
+                    ptr: conn_ptr(c.uid),
+                    rng: &mut self.rng,
+                    client_side: true,
+                };
+                let mut path = Vec::new();
+                plan.path.render(&mut ctx, &mut path, &mut Vec::new());
+                let headers: Vec<Vec<u8>> = plan
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        let mut out = Vec::new();
+                        h.render(&mut ctx, &mut out, &mut Vec::new());
+                        out
+                    })
+                    .collect();
+                let mut request = Vec::new();
+                ws::write_upgrade_request(&mut request, &path, &plan.host, &key, &headers);
+                WsPhase::ClientRequest {
+                    request,
+                    sent: 0,
+                    reader: ResponseReader::new(&key),
+                }
+            }
+            Direction::In => WsPhase::ServerRequest(RequestReader::new()),
+        };
+        let from_client = c.dir == Direction::In;
+        c.ws = Some(Box::new(WsConn {
+            phase,
+            frames: FrameReader::new(from_client),
+            control: Vec::new(),
+            reply: Vec::new(),
+            close_sent: false,
+        }));
+    }
+
+    /// The WebSocket layer of `n` received bytes: handshake first, then
+    /// frames; payloads go on to [`Worker::inspect_payload`], pings are
+    /// answered, a close ends the connection.
+    fn ws_received(&mut self, slot: u32, gen: u32, n: usize, now: u64) -> Result<(), CloseReason> {
+        let shared = self.shared;
+        let Some(c) = self.conns.get_mut(slot, gen) else {
+            return Ok(());
+        };
+        let client_side = matches!(c.dir, Direction::Out { .. });
+        let Some(wsc) = c.ws.as_deref_mut() else {
+            return Ok(());
+        };
+        let counters = &self.slot.counters;
+        let start = match &mut wsc.phase {
+            WsPhase::Open => 0,
+            WsPhase::ClientRequest { reader, .. } => match reader.feed(&self.buf[..n]) {
+                Handshake::NeedMore => return Ok(()),
+                Handshake::Done { consumed, .. } => {
+                    wsc.phase = WsPhase::Open;
+                    // Pacing starts with the handshake done, not with the
+                    // request: it is not charged to the message rate.
+                    if let Some(rate) = &shared.send_rate {
+                        c.send_sched = Schedule::new(rate, now);
+                    }
+                    consumed
+                }
+                Handshake::Failed(e) => return Err(CloseReason::Protocol(e)),
+            },
+            WsPhase::ServerRequest(reader) => match reader.feed(&self.buf[..n]) {
+                Handshake::NeedMore => return Ok(()),
+                Handshake::Done { consumed, accept } => {
+                    let Some(accept) = accept else {
+                        return Err(CloseReason::Protocol(ws::WsError::BadKey));
+                    };
+                    ws::write_upgrade_response(&mut wsc.reply, &accept);
+                    wsc.phase = WsPhase::Open;
+                    consumed
+                }
+                Handshake::Failed(e) => return Err(CloseReason::Protocol(e)),
+            },
+        };
+        let base = self.buf.as_ptr() as usize;
+        let payloads = &mut self.payloads;
+        payloads.clear();
+        let rng = &mut self.rng;
+        let (mut frames, mut closed, mut error) = (0u64, false, None);
+        let control = &mut wsc.control;
+        wsc.frames
+            .feed(&mut self.buf[start..n], &mut |ev| match ev {
+                FrameEvent::Data(p) => payloads.push((p.as_ptr() as usize - base, p.len())),
+                FrameEvent::FrameEnd { .. } => frames += 1,
+                FrameEvent::Ping(p) => ws::write_control(control, ws::OP_PONG, p, client_side, rng),
+                FrameEvent::Pong => {}
+                FrameEvent::Close { .. } => closed = true,
+                FrameEvent::Error(e) => error = Some(e),
+            });
+        if frames > 0 {
+            counters.add(Counter::FramesRcvd, frames);
+        }
+        if closed && !wsc.close_sent {
+            // Answer the close; it goes out with the next write.
+            ws::write_control(
+                &mut wsc.control,
+                ws::OP_CLOSE,
+                &1000u16.to_be_bytes(),
+                client_side,
+                &mut self.rng,
+            );
+            wsc.close_sent = true;
+        }
+        let ranges = std::mem::take(&mut self.payloads);
+        for &(from, len) in &ranges {
+            self.inspect_payload(slot, gen, from, len, now);
+        }
+        self.payloads = ranges;
+        if let Some(e) = error {
+            return Err(CloseReason::Protocol(e));
+        }
+        if closed {
+            // Flush the reply (when it can go between frames), then close.
+            let _ = self.write_some(slot, gen, now);
+            return Err(CloseReason::WsClosed);
+        }
+        Ok(())
+    }
+
+    /// At the end of the run: every open WebSocket connection says goodbye
+    /// with a Close frame (status 1000), and the peers get at most 250 ms
+    /// in all to answer before the sockets are dropped.
+    fn close_websockets(&mut self, events: &mut Events) {
+        if self.shared.ws.is_none() {
+            return;
+        }
+        let deadline = self.now() + 250_000_000;
+        let mut waiting = 0;
+        for (slot, gen) in self.conns.live() {
+            let now = self.now();
+            let Some(c) = self.conns.get_mut(slot, gen) else {
+                continue;
+            };
+            let client_side = matches!(c.dir, Direction::Out { .. });
+            let Some(wsc) = c.ws.as_deref_mut() else {
+                continue;
+            };
+            if !matches!(wsc.phase, WsPhase::Open) || wsc.close_sent {
+                continue;
+            }
+            ws::write_control(
+                &mut wsc.control,
+                ws::OP_CLOSE,
+                &1000u16.to_be_bytes(),
+                client_side,
+                &mut self.rng,
+            );
+            wsc.close_sent = true;
+            c.writable = true;
+            waiting += 1;
+            if self.write_some(slot, gen, now).is_err() {
+                self.close(slot, gen, CloseReason::WsClosed);
+            }
+        }
+        while waiting > 0 {
+            let now = self.now();
+            if now >= deadline {
+                return;
+            }
+            events.clear();
+            if self
+                .poller
+                .wait(events, Some(Duration::from_nanos(deadline - now)))
+                .is_err()
+            {
+                return;
+            }
+            let now = self.now();
+            for ev in events.iter() {
+                if ev.key & LISTENER_KEY == 0 {
+                    let (slot, gen) = conn::unkey(ev.key);
+                    self.on_event(slot, gen, ev, now);
+                }
+            }
+            waiting = self
+                .conns
+                .live()
+                .iter()
+                .filter(|&&(slot, gen)| {
+                    self.conns
+                        .get(slot, gen)
+                        .is_some_and(|c| c.ws.as_ref().is_some_and(|w| w.close_sent))
+                })
+                .count();
         }
     }
 
@@ -994,20 +1253,73 @@ impl Worker<'_> {
         if !c.writable || c.phase != Phase::Open || now < c.created.saturating_add(delay) {
             return Ok(false);
         }
+        let fd = c.fd.as_raw_fd();
+        let dump_out = c.dump & DUMP_OUT != 0;
+        let mut control = Vec::new();
+        if let Some(wsc) = c.ws.as_deref_mut() {
+            let counters = &self.slot.counters;
+            match &mut wsc.phase {
+                // The upgrade request goes first (counted as sent, as
+                // tcpkali counts it); nothing more until the 101 arrives.
+                WsPhase::ClientRequest { request, sent, .. } => {
+                    if *sent < request.len() {
+                        match sys::send(fd, &request[*sent..]) {
+                            Ok(k) => {
+                                if dump_out {
+                                    dump::emit(true, fd, &request[*sent..*sent + k]);
+                                }
+                                *sent += k;
+                                counters.add(Counter::BytesSent, k as u64);
+                                counters.add(Counter::Writes, 1);
+                                c.writable = *sent == request.len();
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.writable = false,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => return Err(CloseReason::WriteError(errno_of(&e))),
+                        }
+                    }
+                    return Ok(false);
+                }
+                WsPhase::ServerRequest(_) => return Ok(false),
+                WsPhase::Open => {
+                    // The 101 reply, written as is and not counted as
+                    // sent (tcpkali's byte accounting).
+                    if !wsc.reply.is_empty() {
+                        match sys::send(fd, &wsc.reply) {
+                            Ok(k) => {
+                                wsc.reply.drain(..k);
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => return Err(CloseReason::WriteError(errno_of(&e))),
+                        }
+                        if !wsc.reply.is_empty() {
+                            c.writable = false;
+                            return Ok(false);
+                        }
+                    }
+                    control = std::mem::take(&mut wsc.control);
+                }
+            }
+        }
         // The connection's own data is taken out while it is written, so
         // that it can be borrowed alongside the worker.
         let mut own = c.own.take();
         let mut w = Writing {
-            fd: c.fd.as_raw_fd(),
+            fd,
             client_side: matches!(c.dir, Direction::Out { .. }),
             uid: c.uid,
-            dump_out: c.dump & DUMP_OUT != 0,
+            dump_out,
             pos: c.pos,
         };
-        let result = self.write_from(slot, gen, now, &mut w, own.as_deref_mut());
+        let result = self.write_from(slot, gen, now, &mut w, own.as_deref_mut(), &mut control);
         if let Some(c) = self.conns.get_mut(slot, gen) {
             c.pos = w.pos;
             c.own = own;
+            if let Some(wsc) = c.ws.as_deref_mut() {
+                control.append(&mut wsc.control);
+                wsc.control = control;
+            }
         }
         result
     }
@@ -1019,6 +1331,7 @@ impl Worker<'_> {
         now: u64,
         w: &mut Writing,
         own: Option<&mut Own>,
+        control: &mut Vec<u8>,
     ) -> Result<bool, CloseReason> {
         let shared = self.shared;
         let combine = shared.write_combine;
@@ -1027,21 +1340,58 @@ impl Worker<'_> {
         } else {
             shared.server.as_ref()
         };
+        let nothing = Payload::default();
         let (once, mut body): (&[u8], Body<'_>) = match own {
             Some(Own::Fixed(p)) => {
                 let p: &Payload = p;
                 (p.once(), Body::Cycle(p))
             }
             Some(Own::Generated { once, gen: g }) => (once.as_slice(), Body::Generated(g)),
-            None => match shared_payload {
-                Some(p) => (p.once(), Body::Cycle(p)),
-                None => return Ok(false),
-            },
+            None => {
+                let p = shared_payload.unwrap_or(&nothing);
+                (p.once(), Body::Cycle(p))
+            }
         };
         let repeats = body.repeats();
         let (mut sent, mut writes, mut msgs) = (0u64, 0u64, 0u64);
         let mut result = Ok(true);
         for _ in 0..IO_BUDGET {
+            // WebSocket control frames go out between frames only.
+            if !control.is_empty() {
+                let between = (w.pos.once_sent == 0 || w.pos.once_sent >= once.len())
+                    && (!repeats || body.at_boundary(w.pos.cycle_off));
+                if between {
+                    match sys::send(w.fd, control) {
+                        Ok(n) => {
+                            sent += n as u64;
+                            writes += 1;
+                            if w.dump_out {
+                                dump::emit(true, w.fd, &control[..n]);
+                            }
+                            control.drain(..n);
+                            if !control.is_empty() {
+                                result = Ok(false);
+                                if let Some(c) = self.conns.get_mut(slot, gen) {
+                                    c.writable = false;
+                                }
+                                break;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            result = Ok(false);
+                            if let Some(c) = self.conns.get_mut(slot, gen) {
+                                c.writable = false;
+                            }
+                            break;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            result = Err(CloseReason::WriteError(errno_of(&e)));
+                            break;
+                        }
+                    }
+                }
+            }
             let head = &once[w.pos.once_sent..];
             let mut len = 0;
             if repeats && (combine || head.is_empty()) {
@@ -1060,7 +1410,11 @@ impl Worker<'_> {
                     });
                 }
             }
-            let chunk = &body.from(w.pos.cycle_off, !combine)[..len];
+            let chunk = if len == 0 {
+                &[][..]
+            } else {
+                &body.from(w.pos.cycle_off, !combine)[..len]
+            };
             if head.is_empty() && chunk.is_empty() {
                 result = Ok(false);
                 break;
@@ -1234,6 +1588,9 @@ impl Worker<'_> {
             }
         }
         self.publish_gauges();
+        if let CloseReason::Protocol(_) = reason {
+            self.counters().add(Counter::ProtocolErrors, 1);
+        }
         self.report_close(reason, peer);
         drop(c);
     }
@@ -1252,6 +1609,9 @@ impl Worker<'_> {
             }
             CloseReason::WriteError(_) if v >= 1 => diag!("Connection reset by {peer}"),
             CloseReason::PeerClosed if v >= 2 => diag!("Connection half-closed by {peer}"),
+            CloseReason::Protocol(e) if v >= 1 => {
+                diag!("WebSocket protocol error from {peer}: {e}")
+            }
             _ => {}
         }
     }

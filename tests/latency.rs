@@ -82,9 +82,9 @@ fn message_latency_of_a_20ms_server_reads_20_to_22ms() {
     let run = run(
         &[
             "-c",
-            "4",
-            "-r",
             "10",
+            "-r",
+            "20",
             "-em",
             "PING\\n",
             "--latency-marker",

@@ -14,6 +14,19 @@
 
 #![warn(missing_docs)]
 
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every process on the host.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
 mod histogram;
 mod region;
 
@@ -26,7 +39,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TCPKALI\0");
 
 /// Bumped whenever the layout below changes; readers refuse a mismatch.
-pub const LAYOUT_VERSION: u64 = 3;
+pub const LAYOUT_VERSION: u64 = 5;
 
 /// Cumulative per-worker counters. The discriminant is the index into
 /// [`Counters`] and [`Snapshot`].
@@ -60,10 +73,12 @@ pub enum Counter {
     MsgsRcvd,
     /// Bytes or frames from a peer that broke the protocol in use.
     ProtocolErrors,
+    /// WebSocket frames received (every opcode).
+    FramesRcvd,
 }
 
 /// Number of [`Counter`] kinds.
-pub const COUNTERS: usize = Counter::ProtocolErrors as usize + 1;
+pub const COUNTERS: usize = Counter::FramesRcvd as usize + 1;
 
 /// Point-in-time values written by a slot's worker with plain stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +182,46 @@ impl Gauges {
     }
 }
 
+/// The moment a worker's share of connections was first all established,
+/// and its counters then: where its steady state begins. Written once by
+/// the worker (a respawned worker leaves it alone).
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub struct RampMark {
+    /// CLOCK_MONOTONIC nanoseconds (comparable across processes); 0 until
+    /// set.
+    pub at_ns: AtomicU64,
+    /// Counter values at that moment, indexed by [`Counter`].
+    pub base: [AtomicU64; COUNTERS],
+}
+
+impl RampMark {
+    /// Records the mark once: `counters` as they are now, at `at_ns`.
+    pub fn set_once(&self, at_ns: u64, counters: &Counters) {
+        if self.at_ns.load(Relaxed) != 0 {
+            return;
+        }
+        for (b, c) in self.base.iter().zip(counters.0.iter()) {
+            b.store(c.load(Relaxed), Relaxed);
+        }
+        self.at_ns
+            .store(at_ns.max(1), std::sync::atomic::Ordering::Release);
+    }
+
+    /// The mark, if set: (time, counters).
+    pub fn get(&self) -> Option<(u64, Snapshot)> {
+        let at = self.at_ns.load(std::sync::atomic::Ordering::Acquire);
+        if at == 0 {
+            return None;
+        }
+        let mut s = Snapshot::default();
+        for (v, b) in s.counters.iter_mut().zip(self.base.iter()) {
+            *v = b.load(Relaxed);
+        }
+        Some((at, s))
+    }
+}
+
 /// Words about a slot that only the supervisor writes.
 #[repr(C, align(64))]
 #[derive(Debug)]
@@ -185,6 +240,8 @@ pub struct Slot {
     pub gauges: Gauges,
     /// Supervisor-written words for this slot.
     pub control: SlotControl,
+    /// Where this worker's steady state begins.
+    pub ramp: RampMark,
     /// Latency histogram buckets, indexed by [`HistKind`] then by
     /// [`BucketLayout::index`] of a value in microseconds.
     pub hist: [[AtomicU64; HIST_BUCKETS]; HIST_KINDS],

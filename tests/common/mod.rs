@@ -330,6 +330,8 @@ pub struct Summary {
     pub duration: f64,
     /// The "Send schedule: ..." line, when paced sends fell behind.
     pub late: Option<String>,
+    /// Message-rate and latency lines, when the options asked for them.
+    pub extra: Vec<String>,
 }
 
 const SENT_PREFIX: &str = "Total data sent:     ";
@@ -433,11 +435,20 @@ const LATE_PREFIX: &str = "Send schedule: ";
 pub fn parse_summary(stdout: &str) -> Result<Summary, String> {
     let mut lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
     let late = match lines.last() {
-        Some(l) if lines.len() == 7 && l.starts_with(LATE_PREFIX) => {
-            lines.pop().map(str::to_string)
-        }
+        Some(l) if l.starts_with(LATE_PREFIX) => lines.pop().map(str::to_string),
         _ => None,
     };
+    // Lines that only some options add: the message rate (after the
+    // aggregate bandwidth) and latency lines (before the duration).
+    let optional = |l: &str| {
+        l.starts_with("Aggregate message rate: ") || l.contains(" latency at percentiles: ")
+    };
+    let extra: Vec<String> = lines
+        .iter()
+        .filter(|l| optional(l))
+        .map(|l| l.to_string())
+        .collect();
+    lines.retain(|l| !optional(l));
     if lines.len() != 6 {
         return Err(format!(
             "expected exactly the 6 summary lines on stdout, got {}",
@@ -525,6 +536,7 @@ pub fn parse_summary(stdout: &str) -> Result<Summary, String> {
         mss_per_op_up,
         duration,
         late,
+        extra,
     })
 }
 
