@@ -434,6 +434,10 @@ const LATE_PREFIX: &str = "Send schedule: ";
 /// message-marker options, optionally followed by the send-schedule line.
 pub fn parse_summary(stdout: &str) -> Result<Summary, String> {
     let mut lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    // Lines after tcpkali's own: the WebSocket totals, the send schedule.
+    if lines.last().is_some_and(|l| l.starts_with("WebSocket: ")) {
+        lines.pop();
+    }
     let late = match lines.last() {
         Some(l) if l.starts_with(LATE_PREFIX) => lines.pop().map(str::to_string),
         _ => None,
