@@ -183,6 +183,7 @@ enum Id {
     LatencyMarker,
     LatencyMarkerSkip,
     LatencyPercentiles,
+    LatencySearchStep,
     MessageMarker,
     Statsd,
     StatsdHost,
@@ -336,6 +337,7 @@ static FLAGS: &[Flag] = &[
     flag(Id::LatencyMarker, &["latency-marker"], None, Req("<string>"), Latency, "Measure latency until this string is received"),
     flag(Id::LatencyMarkerSkip, &["latency-marker-skip"], None, Req("<N>"), Latency, "Ignore the first N markers on each connection").default("0"),
     flag(Id::LatencyPercentiles, &["latency-percentiles"], None, Req("<list>"), Latency, "Percentiles to report, e.g. 50,95,99.9").default("95,99,99.5"),
+    flag(Id::LatencySearchStep, &["latency-search-step"], None, Req("<Time>"), Latency, "How long -r @<Latency> tries each rate").default("10s"),
     flag(Id::MessageMarker, &["message-marker"], None, Switch, Latency, "Measure latency from \\{message.marker} timestamps"),
     // StatsD
     flag(Id::Statsd, &["statsd"], None, Switch, Statsd, "Send statistics to StatsD"),
@@ -608,6 +610,8 @@ struct State {
     message_stop: Option<Vec<u8>>,
     /// `-H` values as typed.
     headers: Vec<Vec<u8>>,
+    /// `-T` appeared on the line.
+    duration_given: bool,
     /// The first option seen that is not supported yet.
     unsupported: Option<String>,
 }
@@ -814,6 +818,7 @@ impl State {
             latency_marker: None,
             message_stop: None,
             headers: Vec::new(),
+            duration_given: false,
             unsupported: None,
         }
     }
@@ -953,6 +958,7 @@ impl State {
                 };
             }
             Id::Duration => {
+                self.duration_given = true;
                 if v.raw == b"inf" {
                     o.duration = None;
                 } else {
@@ -1055,12 +1061,19 @@ impl State {
                     let text = std::str::from_utf8(latency)
                         .map_err(|_| v.invalid("value is not valid UTF-8"))?;
                     let secs = units::parse_time(text).map_err(|e| v.invalid(e.to_string()))?;
-                    if secs <= 0.0 {
+                    if secs.is_nan() || secs <= 0.0 {
                         return Err(v.invalid("expected @<Latency> with a latency > 0"));
                     }
-                    if self.unsupported.is_none() {
-                        self.unsupported = Some("--message-rate @<Latency>".to_string());
+                    if secs > 1.0 && text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+                        self.notes.push(format!(
+                            "WARNING: --message-rate @{text}: target latency is greater than one second, which is probably not what you want"
+                        ));
+                        self.notes
+                            .push(format!("Suggesting using --message-rate @{text}ms"));
                     }
+                    o.latency.target = Some((secs, text.to_string()));
+                    // The search starts every connection at 100 messages/s.
+                    o.message_rate = Some(100.0);
                 } else {
                     let rate = v.unit(units::parse_count)?;
                     if rate.is_nan() || rate <= 0.0 {
@@ -1068,6 +1081,12 @@ impl State {
                     }
                     if rate > MAX_RATE {
                         return Err(v.invalid("rate is too large"));
+                    }
+                    if o.latency.target.take().is_some() {
+                        self.notes.push(format!(
+                            "WARNING: --message-rate {} overrides previous dynamic --message-rate specification.",
+                            printable(v.raw)
+                        ));
                     }
                     o.message_rate = Some(rate);
                 }
@@ -1094,6 +1113,7 @@ impl State {
                 }
                 o.latency.marker_skip = n as u64;
             }
+            Id::LatencySearchStep => o.latency.search_step = v.time(true)?,
             Id::LatencyPercentiles => {
                 let list = parse_percentiles(v.text()?).map_err(|reason| v.invalid(reason))?;
                 o.latency.percentiles.extend(list);
@@ -1260,6 +1280,12 @@ fn validate(opts: &mut Options, notes: &mut Vec<String>) -> Result<(), CliError>
             )));
         }
     }
+    if opts.latency.target.is_some() && opts.latency.marker.is_none() && !opts.message_marker {
+        return Err(CliError::Usage(
+            "--message-rate @<Latency> requires specifying --latency-marker or --message-marker as well."
+                .to_string(),
+        ));
+    }
     if opts.latency.percentiles.is_empty() && opts.latency.any(opts.message_marker) {
         opts.latency.percentiles = ["95", "99", "99.5"]
             .iter()
@@ -1335,6 +1361,10 @@ pub fn parse(args: &[OsString]) -> Result<Action, CliError> {
         return Err(CliError::NotSupported { option });
     }
     state.finish_snippets()?;
+    if state.opts.latency.target.is_some() && !state.duration_given {
+        // The search runs until it has an answer.
+        state.opts.duration = None;
+    }
     let State {
         mut opts,
         mut notes,
@@ -1484,7 +1514,8 @@ mod tests {
         longs.sort_unstable();
         longs.dedup();
         assert_eq!(longs.len(), n, "duplicate long name");
-        assert_eq!(n, 50);
+        // tcpkali's 50 long names, plus --latency-search-step.
+        assert_eq!(n, 51);
     }
 
     #[test]
@@ -2057,10 +2088,22 @@ mod tests {
 
     #[test]
     fn unsupported_options() {
-        assert_eq!(
-            err_text(&["-r", "@5ms", "h:1"]),
-            "--message-rate @<Latency>: not supported yet"
-        );
+        assert!(err_text(&["-r", "@5ms", "-m", "x", "h:1"])
+            .contains("requires specifying --latency-marker"));
+        let o = opts(&["-r", "@5ms", "-m", "x", "--latency-marker", "x", "h:1"]);
+        assert_eq!(o.latency.target, Some((0.005, "5ms".to_string())));
+        assert_eq!((o.message_rate, o.duration), (Some(100.0), None));
+        let o = opts(&[
+            "-T5s",
+            "-r",
+            "@5ms",
+            "-m",
+            "x",
+            "--latency-marker",
+            "x",
+            "h:1",
+        ]);
+        assert_eq!(o.duration, Some(Duration::from_secs(5)));
         assert_eq!(
             err_text(&["-r", "1q", "h:1"]),
             "--message-rate=1q: unknown unit \"q\" (expected a number with optional k or m)"

@@ -66,7 +66,7 @@ impl Default for StatsdOpts {
 }
 
 /// Latency measurement options.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LatencyOpts {
     /// `--latency-connect`.
     pub connect: bool,
@@ -79,6 +79,26 @@ pub struct LatencyOpts {
     pub marker_skip: u64,
     /// `--latency-percentiles`: each label as typed, with its value.
     pub percentiles: Vec<(String, f64)>,
+    /// `-r @Latency`: the 95th-percentile target in seconds, and the text
+    /// after `@` as typed (for messages).
+    pub target: Option<(f64, String)>,
+    /// `--latency-search-step`: how long each rate of the `-r @` search is
+    /// tried.
+    pub search_step: Duration,
+}
+
+impl Default for LatencyOpts {
+    fn default() -> Self {
+        LatencyOpts {
+            connect: false,
+            first_byte: false,
+            marker: None,
+            marker_skip: 0,
+            percentiles: Vec::new(),
+            target: None,
+            search_step: Duration::from_secs(10),
+        }
+    }
 }
 
 impl LatencyOpts {

@@ -16,6 +16,7 @@ mod expr;
 mod latency;
 mod pace;
 mod payload;
+mod rate_search;
 mod regexgen;
 mod report;
 mod setup;

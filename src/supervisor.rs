@@ -6,6 +6,7 @@ use crate::expr::{Piece, RenderCtx, Scope, Template};
 use crate::latency;
 use crate::pace::Rate;
 use crate::payload::{Payload, MIN_CYCLE};
+use crate::rate_search::{RateSearch, Step};
 use crate::report::{self, Smoothed, SummaryInput};
 use crate::setup::{self, Plan};
 use crate::statsd::{LatencyReport, Report as StatsdReport, Statsd, StatsdError};
@@ -80,7 +81,7 @@ impl StartError {
 }
 
 /// How the run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Ending {
     /// `-T` elapsed.
     Completed,
@@ -92,6 +93,10 @@ enum Ending {
     WorkerFailed,
     /// Second SIGINT/SIGTERM: leave at once.
     Aborted,
+    /// `-r @`: the best rate was found.
+    SearchFound(f64),
+    /// `-r @`: the latency never settled enough to decide.
+    SearchFailed,
 }
 
 /// Smoothed live rates for the progress line.
@@ -112,6 +117,13 @@ impl Rates {
         self.msgs_rx.update(dt, delta.get(Counter::MsgsRcvd) as f64);
         self.msgs_tx.update(dt, delta.get(Counter::MsgsSent) as f64);
     }
+}
+
+/// `-r @Latency` in progress.
+struct SearchState {
+    state: RateSearch,
+    short_ticks: u128,
+    long_ticks: u128,
 }
 
 /// The StatsD client and the state of its latency window.
@@ -138,6 +150,11 @@ struct Supervisor {
     region: Region,
     layout: BucketLayout,
     statsd: Option<StatsdFeed>,
+    /// `-r @Latency`: the rate search and its tick counts.
+    search: Option<SearchState>,
+    /// Message latency is reported since the last rate change: the
+    /// histogram at that moment.
+    message_base: Option<hdrhistogram::Histogram<u64>>,
     pids: Vec<Option<Pid>>,
     /// When each slot's worker was last restarted, within the window.
     recent_restarts: Vec<Vec<Instant>>,
@@ -213,6 +230,7 @@ fn build_shared(plan: &Plan) -> Shared {
             (None, Some(bw)) => Some(Rate::bytes(bw)),
             (None, None) => None,
         },
+        message_len,
         recv_rate: o.bandwidth_down.filter(|&bw| bw > 0.0).map(Rate::bytes),
         never_read: o.bandwidth_down == Some(0.0),
         dump: o.dump,
@@ -378,6 +396,17 @@ impl Supervisor {
         let tty = io::stdout().is_terminal()
             && std::env::var("TERM").map(|t| t != "dumb").unwrap_or(false);
         let workers = plan.workers;
+        let plan_search = plan.opts.latency.target.as_ref().map(|(t, _)| SearchState {
+            state: RateSearch::new(*t, plan.opts.message_rate.unwrap_or(100.0)),
+            short_ticks: 0,
+            long_ticks: 0,
+        });
+        if let (Some(_), Some(r)) = (&plan_search, plan.opts.message_rate) {
+            region
+                .header()
+                .rate_millis
+                .store((r * 1000.0) as u64, Ordering::Relaxed);
+        }
         let mut sup = Supervisor {
             plan,
             shared,
@@ -386,6 +415,8 @@ impl Supervisor {
             region,
             layout: BucketLayout::standard(),
             statsd,
+            search: plan_search,
+            message_base: None,
             pids: vec![None; workers],
             recent_restarts: vec![Vec::new(); workers],
             stopping: false,
@@ -486,6 +517,9 @@ impl Supervisor {
                     if duration.is_some_and(|d| now - since >= d) {
                         break Ending::Completed;
                     }
+                    if let Some(ending) = self.search_tick(now, since) {
+                        break ending;
+                    }
                 }
             }
             if now - last_progress >= PROGRESS_EVERY {
@@ -579,7 +613,10 @@ impl Supervisor {
                 return 1;
             }
             Ending::WorkerFailed => return 1,
-            Ending::Completed | Ending::Interrupted => {}
+            Ending::Completed
+            | Ending::Interrupted
+            | Ending::SearchFound(_)
+            | Ending::SearchFailed => {}
         }
         if ending == Ending::Interrupted {
             self.say("Interrupted, finishing up...");
@@ -607,15 +644,103 @@ impl Supervisor {
                 last.get(Counter::ProtocolErrors)
             );
         }
+        let mut status = 0;
+        if let Some((_, target)) = &self.plan.opts.latency.target {
+            match ending {
+                Ending::SearchFound(rate) => {
+                    text += &format!(
+                        "Best --message-rate for latency {target}\u{2079}\u{2075}\u{1d56} is {}\n",
+                        crate::units::fmt_g(rate)
+                    );
+                }
+                Ending::SearchFailed => {
+                    self.say(&format!(
+                        "Best --message-rate for latency {target} can not be determined in time due to unstable target system behavior"
+                    ));
+                    status = 69;
+                }
+                Ending::Completed => {
+                    let secs = self.plan.opts.duration.map_or(0.0, |d| d.as_secs_f64());
+                    self.say(&format!(
+                        "Failed to find the best --message-rate for latency {target} in -T{} seconds",
+                        crate::units::fmt_g(secs)
+                    ));
+                    status = 69;
+                }
+                _ => {}
+            }
+        }
         // A closed stdout (`| head -1`) must not turn a finished run into a crash.
         let mut out = io::stdout();
         let _ = out.write_all(text.as_bytes());
         let _ = out.flush();
-        0
+        status
+    }
+
+    /// `-r @Latency`: feeds the search its ticks (every tenth of a step and
+    /// every step since the steady state began) with the 95th-percentile
+    /// message latency since the last rate change, and applies the rates
+    /// it asks for. Returns an ending when the search is over.
+    fn search_tick(&mut self, now: Instant, since: Instant) -> Option<Ending> {
+        let step = self.plan.opts.latency.search_step;
+        let search = self.search.as_mut()?;
+        let short = (now - since).as_nanos() / (step / 10).as_nanos().max(1);
+        let long = (now - since).as_nanos() / step.as_nanos().max(1);
+        if short == search.short_ticks && long == search.long_ticks {
+            return None;
+        }
+        let fresh = short != search.short_ticks;
+        let decide = long != search.long_ticks;
+        search.short_ticks = short;
+        search.long_ticks = long;
+        let latency = self.histogram(HistKind::Message);
+        let l = if latency.is_empty() {
+            0.0
+        } else {
+            latency.value_at_percentile(95.0) as f64 / 1e6
+        };
+        let search = self.search.as_mut()?;
+        if fresh {
+            search.state.short_tick(l);
+        }
+        if !decide {
+            return None;
+        }
+        match search.state.long_tick(l) {
+            Step::Found(rate) => Some(Ending::SearchFound(rate)),
+            Step::Failed => Some(Ending::SearchFailed),
+            Step::SetRate(rate) => {
+                let (lo, hi) = search.state.range();
+                self.region
+                    .header()
+                    .rate_millis
+                    .store((rate * 1000.0).max(1.0) as u64, Ordering::Relaxed);
+                // Message latency is measured afresh at each rate.
+                self.message_base = Some(self.region.histogram(HistKind::Message, &self.layout));
+                let show = |v: f64| {
+                    if v.is_infinite() {
+                        "inf".to_string()
+                    } else {
+                        crate::units::fmt_g(v)
+                    }
+                };
+                self.say(&format!(
+                    "Attempting --message-rate {} (in range {}..{})",
+                    crate::units::fmt_g(rate),
+                    show(lo),
+                    show(hi)
+                ));
+                None
+            }
+        }
     }
 
     fn histogram(&self, kind: HistKind) -> hdrhistogram::Histogram<u64> {
-        self.region.histogram(kind, &self.layout)
+        let mut h = self.region.histogram(kind, &self.layout);
+        if let (HistKind::Message, Some(base)) = (kind, &self.message_base) {
+            let _ = h.subtract(base);
+        }
+        h
     }
 
     /// The latency kinds this run measures, with their titles and short

@@ -38,6 +38,8 @@ pub struct Shared {
     pub verbosity: u8,
     /// Limit on what each connection sends (`-r` or upstream bandwidth).
     pub send_rate: Option<Rate>,
+    /// Average length of one message (for rates set at run time).
+    pub message_len: usize,
     /// Limit on what each connection reads (downstream bandwidth).
     pub recv_rate: Option<Rate>,
     /// `--channel-bandwidth-downstream=0`: never read.
@@ -209,6 +211,10 @@ struct Worker<'a> {
     stop_finder: Option<Finder<'static>>,
     /// Scratch: where WebSocket payloads lie in the read buffer.
     payloads: Vec<(usize, usize)>,
+    /// The send limit in force (the supervisor may change it: `-r @`).
+    send_rate: Option<Rate>,
+    /// The region's rate set-point last applied.
+    rate_millis: u64,
 }
 
 /// Runs worker `plan.index` until the supervisor sets the stop word or the
@@ -257,6 +263,8 @@ pub fn run(region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
             .as_ref()
             .map(|m| Finder::new(m).into_owned()),
         payloads: Vec::new(),
+        send_rate: shared.send_rate,
+        rate_millis: region.header().rate_millis.load(Relaxed),
     };
     slot.gauges.set(Gauge::Fault, 0);
     if plan.connections == 0 {
@@ -297,6 +305,7 @@ impl Worker<'_> {
                 return 0;
             }
             let now = self.now();
+            self.follow_rate(now);
             self.open_connections(now);
             self.run_timers(now);
             self.service_again(now);
@@ -337,6 +346,25 @@ impl Worker<'_> {
         }
         let until = until.div_ceil(TIMER_GRAIN_NS) * TIMER_GRAIN_NS;
         Duration::from_nanos(until.saturating_sub(now))
+    }
+
+    /// Applies a message rate the supervisor set at run time (`-r @`):
+    /// every connection's schedule starts afresh at the new rate.
+    fn follow_rate(&mut self, now: u64) {
+        let want = self.region.header().rate_millis.load(Relaxed);
+        if want == self.rate_millis || want == 0 {
+            return;
+        }
+        self.rate_millis = want;
+        let rate = Rate::messages(want as f64 / 1000.0, self.shared.message_len);
+        self.send_rate = Some(rate);
+        for (slot, gen) in self.conns.live() {
+            if let Some(c) = self.conns.get_mut(slot, gen) {
+                c.send_sched = Schedule::new(&rate, now);
+                c.credit = 0;
+            }
+            self.service(slot, gen, now);
+        }
     }
 
     fn publish_gauges(&self) {
@@ -525,7 +553,7 @@ impl Worker<'_> {
         c.dump = dump_flags;
         let send_at = c.created.saturating_add(ns(shared.delay_send));
         // The send schedule starts when sending may start.
-        if let Some(rate) = &shared.send_rate {
+        if let Some(rate) = &self.send_rate {
             c.send_sched = Schedule::new(rate, send_at.max(now));
         }
         if let Some(rate) = &shared.recv_rate {
@@ -1036,7 +1064,7 @@ impl Worker<'_> {
     /// frames; payloads go on to [`Worker::inspect_payload`], pings are
     /// answered, a close ends the connection.
     fn ws_received(&mut self, slot: u32, gen: u32, n: usize, now: u64) -> Result<(), CloseReason> {
-        let shared = self.shared;
+        let send_rate = self.send_rate;
         let Some(c) = self.conns.get_mut(slot, gen) else {
             return Ok(());
         };
@@ -1053,7 +1081,7 @@ impl Worker<'_> {
                     wsc.phase = WsPhase::Open;
                     // Pacing starts with the handshake done, not with the
                     // request: it is not charged to the message rate.
-                    if let Some(rate) = &shared.send_rate {
+                    if let Some(rate) = &send_rate {
                         c.send_sched = Schedule::new(rate, now);
                     }
                     consumed
@@ -1215,8 +1243,7 @@ impl Worker<'_> {
         now: u64,
         bytes_for: impl Fn(u64) -> (usize, u64),
     ) -> usize {
-        let shared = self.shared;
-        let Some(rate) = &shared.send_rate else {
+        let Some(rate) = self.send_rate else {
             return usize::MAX;
         };
         let Some(c) = self.conns.get_mut(slot, gen) else {
@@ -1225,7 +1252,7 @@ impl Worker<'_> {
         if c.credit > 0 {
             return c.credit;
         }
-        let a = c.send_sched.allowance(rate, now);
+        let a = c.send_sched.allowance(&rate, now);
         if a.units == 0 {
             self.arm_pace(slot, gen, a.next_at, TimerKind::SendPace);
             return 0;
@@ -1235,7 +1262,7 @@ impl Worker<'_> {
         } else {
             (usize::try_from(a.units).unwrap_or(usize::MAX), a.units)
         };
-        c.send_sched.take(rate, units);
+        c.send_sched.take(&rate, units);
         c.credit = bytes;
         if a.late_ns > 0 {
             self.slot
@@ -1447,7 +1474,7 @@ impl Worker<'_> {
                         let (off, done) = body.advance(w.pos.cycle_off, from_body);
                         w.pos.cycle_off = off;
                         msgs += done;
-                        if shared.send_rate.is_some() {
+                        if self.send_rate.is_some() {
                             if let Some(c) = self.conns.get_mut(slot, gen) {
                                 c.credit = c.credit.saturating_sub(from_body);
                             }

@@ -159,8 +159,8 @@ fn write_combine_off_writes_one_message_at_a_time() {
 #[test]
 fn options_not_built_yet_are_refused_not_ignored() {
     for args in [
-        &["-r", "@5ms"][..],
-        &["--ssl"],
+        &["--ssl"][..],
+        &["--ssl-cert", "c.pem"],
         &["--server", "127.0.0.1:2"],
     ] {
         let mut all: Vec<&str> = args.to_vec();

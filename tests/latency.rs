@@ -226,3 +226,124 @@ fn message_stop_ends_the_run_with_status_2() {
         run.elapsed
     );
 }
+
+/// A server whose answer delay grows with the load: each `PING\n` is
+/// answered after (messages per second over the last 200 ms) / 50 ms, at
+/// least 1 ms; so the 95th percentile reaches 10 ms near 500 messages/s.
+fn loaded_server() -> String {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = format!("127.0.0.1:{}", l.local_addr().expect("addr").port());
+    let arrivals: Arc<Mutex<VecDeque<Instant>>> = Arc::new(Mutex::new(VecDeque::new()));
+    thread::spawn(move || {
+        for stream in l.incoming() {
+            let Ok(mut s) = stream else { return };
+            let arrivals = Arc::clone(&arrivals);
+            thread::spawn(move || {
+                let _ = s.set_nodelay(true);
+                let (tx, rx) = std::sync::mpsc::channel::<Instant>();
+                let mut w = match s.try_clone() {
+                    Ok(w) => w,
+                    Err(_) => return,
+                };
+                // Answers go out in order, each at its own due time.
+                thread::spawn(move || {
+                    for due in rx {
+                        if let Some(left) = due.checked_duration_since(Instant::now()) {
+                            thread::sleep(left);
+                        }
+                        if w.write_all(b"PONG\n").is_err() {
+                            return;
+                        }
+                    }
+                });
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => pending.extend_from_slice(&buf[..n]),
+                    }
+                    let now = Instant::now();
+                    while let Some(i) = pending.windows(5).position(|w| w == b"PING\n") {
+                        pending.drain(..i + 5);
+                        let rate = {
+                            let mut a = arrivals.lock().unwrap_or_else(|e| e.into_inner());
+                            a.push_back(now);
+                            while a.front().is_some_and(|t| {
+                                now.duration_since(*t) > Duration::from_millis(200)
+                            }) {
+                                a.pop_front();
+                            }
+                            a.len() as f64 * 5.0
+                        };
+                        let delay = Duration::from_secs_f64((rate / 50.0).max(1.0) / 1000.0);
+                        if tx.send(now + delay).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn rate_search_finds_its_way_towards_the_latency_target() {
+    let _serial = serial();
+    let addr = loaded_server();
+    let run = run(
+        &[
+            "-c1",
+            "-em",
+            "PING\\n",
+            "--latency-marker",
+            "PONG\\n",
+            "-r",
+            "@10ms",
+            "--latency-search-step",
+            "0.6s",
+            &addr,
+        ],
+        Duration::from_secs(25),
+    );
+    assert!(!run.timed_out, "the search never ended: {}", run.describe());
+    // 100/s is far below the target: the ramp-up multiplies it by 4; once
+    // the answers come too slowly a binary search narrows a finite range.
+    assert!(
+        run.stderr
+            .contains("Attempting --message-rate 400 (in range 100..inf)"),
+        "{}",
+        run.describe()
+    );
+    let bisecting = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("Attempting --message-rate "))
+        .any(|l| !l.ends_with("..inf)"));
+    assert!(bisecting, "no binary search: {}", run.describe());
+    match run.code() {
+        Some(0) => {
+            let best = run
+                .stdout
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix(
+                        "Best --message-rate for latency 10ms\u{2079}\u{2075}\u{1d56} is ",
+                    )
+                })
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no best rate: {}", run.describe()));
+            assert!((300.0..=700.0).contains(&best), "best rate {best}");
+        }
+        Some(69) => assert!(
+            run.stderr.contains("can not be determined in time"),
+            "{}",
+            run.describe()
+        ),
+        _ => panic!("unexpected end: {}", run.describe()),
+    }
+}
