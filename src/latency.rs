@@ -131,11 +131,18 @@ impl StreamSearch {
                 }
             }
         }
+        let needle = finder.needle();
         let mut last_end = resume;
         let mut at = resume;
         while let Some(p) = finder.find(&data[at..]) {
             found();
             at += p + k;
+            // Back-to-back markers (short messages answered in bulk) are
+            // checked in place, without a new search per marker.
+            while data[at..].starts_with(needle) {
+                found();
+                at += k;
+            }
             last_end = at;
         }
         // Keep the last k-1 bytes that may begin an occurrence, never
@@ -157,9 +164,8 @@ impl StreamSearch {
 /// the marker search stands in what came back.
 #[derive(Debug, Default)]
 pub struct MarkerTrack {
-    /// Send times (worker clock, ns) of messages whose marker has not
-    /// come back yet, oldest first.
-    pub outstanding: VecDeque<u64>,
+    /// Messages whose marker has not come back yet, oldest first.
+    pub outstanding: Outstanding,
     pub search: StreamSearch,
     /// Markers still to ignore (`--latency-marker-skip`).
     pub skip: u64,
@@ -168,8 +174,55 @@ pub struct MarkerTrack {
 }
 
 /// Outstanding messages a connection may accumulate before the run is
-/// stopped (tcpkali's 10 MiB of 8-byte timestamps).
-pub const MAX_OUTSTANDING: usize = 10 * 1024 * 1024 / 8;
+/// stopped (tcpkali's limit: 10 MiB worth of 8-byte timestamps).
+pub const MAX_OUTSTANDING: u64 = 10 * 1024 * 1024 / 8;
+
+/// Send times of outstanding messages. All messages that began in one
+/// write share its time, so times are kept with a count: one entry per
+/// write, not per message (at high rates a write carries thousands).
+#[derive(Debug, Default)]
+pub struct Outstanding {
+    runs: VecDeque<(u64, u64)>,
+    total: u64,
+}
+
+impl Outstanding {
+    /// `n` messages began going out at `at`.
+    pub fn push(&mut self, at: u64, n: u64) {
+        if n == 0 {
+            return;
+        }
+        match self.runs.back_mut() {
+            Some((t, count)) if *t == at => *count += n,
+            _ => self.runs.push_back((at, n)),
+        }
+        self.total += n;
+    }
+
+    /// The send time of the oldest outstanding message, which is now
+    /// answered.
+    pub fn pop(&mut self) -> Option<u64> {
+        let (at, count) = self.runs.front_mut()?;
+        let at = *at;
+        *count -= 1;
+        if *count == 0 {
+            self.runs.pop_front();
+        }
+        self.total -= 1;
+        Some(at)
+    }
+
+    /// Messages outstanding.
+    pub fn len(&self) -> u64 {
+        self.total
+    }
+
+    /// Forgets everything.
+    pub fn clear(&mut self) {
+        self.runs.clear();
+        self.total = 0;
+    }
+}
 
 /// Microseconds since the Unix epoch, by the wall clock (markers carry
 /// wall-clock times so that sender and receiver may be different hosts).
@@ -283,6 +336,21 @@ mod tests {
                 "round {round}"
             );
         }
+    }
+
+    #[test]
+    fn outstanding_messages_come_back_in_order_with_their_times() {
+        let mut o = Outstanding::default();
+        o.push(10, 2);
+        o.push(10, 1);
+        o.push(20, 1);
+        o.push(30, 0);
+        assert_eq!(o.len(), 4);
+        assert_eq!(
+            (o.pop(), o.pop(), o.pop(), o.pop(), o.pop()),
+            (Some(10), Some(10), Some(10), Some(20), None)
+        );
+        assert_eq!(o.runs.len(), 0);
     }
 
     #[test]

@@ -972,23 +972,30 @@ impl Worker<'_> {
             } = track;
             if let Some(finder) = own.as_ref().or(self.marker_finder.as_ref()) {
                 let mut found = 0u64;
+                // Answers to one write arrive together with one latency:
+                // record runs of equal samples with one atomic add.
+                let mut run: (u64, u64) = (0, 0);
                 search.feed(finder, data, || {
                     if *skip > 0 {
                         *skip -= 1;
                         return;
                     }
-                    match outstanding.pop_front() {
+                    match outstanding.pop() {
                         Some(sent) => {
                             found += 1;
-                            stats.record_us(
-                                HistKind::Message,
-                                hist,
-                                now.saturating_sub(sent) / 1000,
-                            );
+                            let us = now.saturating_sub(sent) / 1000;
+                            if run.1 > 0 && run.0 != us {
+                                stats.record_us_n(HistKind::Message, hist, run.0, run.1);
+                                run.1 = 0;
+                            }
+                            run = (us, run.1 + 1);
                         }
                         None => fault = Some(Fault::MoreReceivedThanSent),
                     }
                 });
+                if run.1 > 0 {
+                    stats.record_us_n(HistKind::Message, hist, run.0, run.1);
+                }
                 if found > 0 {
                     stats.counters.add(Counter::MsgsRcvd, found);
                 }
@@ -1223,9 +1230,7 @@ impl Worker<'_> {
         else {
             return;
         };
-        for _ in 0..starts {
-            track.outstanding.push_back(now);
-        }
+        track.outstanding.push(now, starts);
         if track.outstanding.len() > MAX_OUTSTANDING {
             track.outstanding.clear();
             self.fault(Fault::SendingTooFast);

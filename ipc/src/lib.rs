@@ -251,7 +251,13 @@ impl Slot {
     /// Records one latency sample in microseconds (clamped to the range).
     #[inline]
     pub fn record_us(&self, kind: HistKind, layout: &BucketLayout, us: u64) {
-        self.hist[kind as usize][layout.index(us)].fetch_add(1, Relaxed);
+        self.record_us_n(kind, layout, us, 1);
+    }
+
+    /// Records `n` samples of the same value in microseconds.
+    #[inline]
+    pub fn record_us_n(&self, kind: HistKind, layout: &BucketLayout, us: u64, n: u64) {
+        self.hist[kind as usize][layout.index(us)].fetch_add(n, Relaxed);
     }
 }
 
