@@ -184,6 +184,9 @@ enum Id {
     LatencyMarkerSkip,
     LatencyPercentiles,
     LatencySearchStep,
+    Pin,
+    MaxRestarts,
+    ProgressInterval,
     MessageMarker,
     Statsd,
     StatsdHost,
@@ -300,6 +303,9 @@ static FLAGS: &[Flag] = &[
     flag(Id::DumpAllIn, &["dump-all-in"], None, Switch, General, "Dump data received on every connection"),
     flag(Id::DumpAllOut, &["dump-all-out"], None, Switch, General, "Dump data sent on every connection"),
     flag(Id::Workers, &["workers"], Some(b'w'), Req("<N>"), General, "Number of worker processes [1..1024]").default("one per CPU"),
+    flag(Id::Pin, &["pin"], None, Switch, General, "Pin worker i to the i-th CPU this process may use"),
+    flag(Id::MaxRestarts, &["max-restarts"], None, Req("<N>"), General, "Stop the run after this many worker restarts").default("unlimited"),
+    flag(Id::ProgressInterval, &["progress-interval"], None, Req("<Time>"), General, "Progress line period when stdout is not a terminal; 0: none").default("10s"),
     flag(Id::Server, &["server"], None, Req("<host:port>"), General, "Take start/rate/stop commands from an orchestration server").unsupported(),
     // Network stack
     flag(Id::Nagle, &["nagle"], None, Req("on|off"), Network, "Set the Nagle algorithm (TCP_NODELAY)").default("not set"),
@@ -1114,6 +1120,9 @@ impl State {
                 o.latency.marker_skip = n as u64;
             }
             Id::LatencySearchStep => o.latency.search_step = v.time(true)?,
+            Id::Pin => o.pin = true,
+            Id::MaxRestarts => o.max_restarts = Some(v.integer(0, u64::from(u32::MAX))?),
+            Id::ProgressInterval => o.progress_interval = v.time(false)?,
             Id::LatencyPercentiles => {
                 let list = parse_percentiles(v.text()?).map_err(|reason| v.invalid(reason))?;
                 o.latency.percentiles.extend(list);
@@ -1514,8 +1523,9 @@ mod tests {
         longs.sort_unstable();
         longs.dedup();
         assert_eq!(longs.len(), n, "duplicate long name");
-        // tcpkali's 50 long names, plus --latency-search-step.
-        assert_eq!(n, 51);
+        // tcpkali's 50 long names, plus --latency-search-step, --pin,
+        // --max-restarts and --progress-interval.
+        assert_eq!(n, 54);
     }
 
     #[test]

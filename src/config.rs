@@ -153,6 +153,14 @@ pub struct Options {
     pub message_stop: Option<Vec<u8>>,
     /// `--statsd*`.
     pub statsd: StatsdOpts,
+    /// `--pin`: worker i runs on the i-th allowed CPU only.
+    pub pin: bool,
+    /// `--max-restarts`: worker restarts allowed before the run stops
+    /// (`None`: no limit).
+    pub max_restarts: Option<u64>,
+    /// `--progress-interval`: period of the plain progress line written
+    /// when stdout is not a terminal (zero: none).
+    pub progress_interval: Duration,
     /// `--ws`: RFC 6455 framing and handshake.
     pub websocket: bool,
     /// The client's upgrade request parts: the path of the first
@@ -193,6 +201,9 @@ impl Default for Options {
             latency: LatencyOpts::default(),
             message_stop: None,
             statsd: StatsdOpts::default(),
+            pin: false,
+            max_restarts: None,
+            progress_interval: Duration::from_secs(10),
             websocket: false,
             ws_path: None,
             ws_headers: Vec::new(),

@@ -111,6 +111,30 @@ impl Smoothed {
     }
 }
 
+/// `2026-11-27T16:30:05Z`: UTC, to the second, for log lines.
+pub fn utc_timestamp(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (proleptic Gregorian).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// The clock face for a fraction of the run done, when the locale is UTF-8.
 pub fn clock_face(fraction: f64) -> &'static str {
     const FACES: [&str; 12] = [
@@ -355,6 +379,14 @@ mod tests {
             line.contains("(0\u{2193} 0\u{2191} 0\u{21e1}; 0) (c=1 ms)"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn timestamps_are_utc_civil_dates() {
+        let at = |s: u64| utc_timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_795_797_005), "2026-11-27T16:30:05Z");
     }
 
     #[test]

@@ -33,10 +33,13 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// How long workers get to leave after the stop word before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(1);
 const LISTEN_BACKLOG: i32 = 4096;
-/// A slot whose worker dies this often within the window stops the run
-/// instead of being restarted again (a crash loop helps nobody).
-const MAX_RESTARTS_IN_WINDOW: usize = 5;
-const RESTART_WINDOW: Duration = Duration::from_secs(10);
+/// Restart back-off for a worker that keeps dying: doubling from MIN to MAX.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A worker that lived this long is restarted at once when it dies.
+const STABLE_LIFE: Duration = Duration::from_secs(10);
+/// A worker whose heartbeat stands still this long is killed and restarted.
+const HANG_LIMIT: Duration = Duration::from_secs(5);
 
 /// Why the supervisor could not start the run.
 #[derive(Debug)]
@@ -119,6 +122,18 @@ impl Rates {
     }
 }
 
+/// What the supervisor knows of one slot's worker.
+#[derive(Debug, Clone)]
+struct Life {
+    started: Instant,
+    /// The wait before the next restart after a death.
+    backoff: Duration,
+    /// A restart is due at this time.
+    respawn_at: Option<Instant>,
+    /// The heartbeat last seen, and when it last changed.
+    heartbeat: (u64, Instant),
+}
+
 /// `-r @Latency` in progress.
 struct SearchState {
     state: RateSearch,
@@ -156,8 +171,8 @@ struct Supervisor {
     /// histogram at that moment.
     message_base: Option<hdrhistogram::Histogram<u64>>,
     pids: Vec<Option<Pid>>,
-    /// When each slot's worker was last restarted, within the window.
-    recent_restarts: Vec<Vec<Instant>>,
+    /// Each slot's worker life: start, back-off, pending restart, heartbeat.
+    lives: Vec<Life>,
     stopping: bool,
     tty: bool,
 }
@@ -365,6 +380,7 @@ impl Supervisor {
                 listeners.push(fd);
             }
         }
+        let cpus = sys::allowed_cpus();
         let worker_plans = (0..plan.workers)
             .map(|i| {
                 let connections = setup::share(plan.opts.connections, plan.workers, i);
@@ -387,6 +403,7 @@ impl Supervisor {
                         })
                         .collect(),
                     listeners: per_worker[i].clone(),
+                    cpu: plan.opts.pin.then(|| cpus[i % cpus.len().max(1)]),
                 }
             })
             .collect();
@@ -418,13 +435,28 @@ impl Supervisor {
             search: plan_search,
             message_base: None,
             pids: vec![None; workers],
-            recent_restarts: vec![Vec::new(); workers],
+            lives: vec![
+                Life {
+                    started: Instant::now(),
+                    backoff: Duration::ZERO,
+                    respawn_at: None,
+                    heartbeat: (u64::MAX, Instant::now()),
+                };
+                workers
+            ],
             stopping: false,
             tty,
         };
         for i in 0..workers {
             let pid = sup.spawn(i).map_err(StartError::Fork)?;
             sup.pids[i] = Some(pid);
+            if sup.plan.opts.verbosity >= 2 {
+                let cpu = match sup.worker_plans[i].cpu {
+                    Some(c) => format!("pinned to CPU {c}"),
+                    None => "not pinned".to_string(),
+                };
+                diag!("Worker {i}: pid {pid}, {cpu}");
+            }
         }
         Ok(sup)
     }
@@ -478,6 +510,7 @@ impl Supervisor {
             }
         };
         let mut last_progress = start;
+        let mut last_plain = start;
         let mut last_snap = self.region.snapshot();
         let mut rates = Rates::default();
         let ending = loop {
@@ -489,7 +522,7 @@ impl Supervisor {
             if signals >= 2 {
                 break Ending::Aborted;
             }
-            if let Some(bad) = self.reap() {
+            if let Some(bad) = self.reap().or_else(|| self.tend_workers()) {
                 break bad;
             }
             if signals == 1 {
@@ -527,6 +560,25 @@ impl Supervisor {
                 rates.update((now - last_progress).as_secs_f64(), &delta);
                 if self.tty {
                     self.show_progress(&phase, &snap, &rates, duration);
+                } else {
+                    let every = self.plan.opts.progress_interval;
+                    if !every.is_zero() && now - last_plain >= every {
+                        // Logs (nohup, systemd, CI) get a plain line now and then.
+                        last_plain = now;
+                        let line = self.progress_text(&phase, &snap, &rates, false);
+                        // Totals as the summary counts them, so a log's last
+                        // line can be checked against the final summary.
+                        let counted = match &phase {
+                            Phase::RampUp => snap,
+                            Phase::Steady { base, .. } => snap.since(base),
+                        };
+                        diag!(
+                            "{} {line} [{} bytes sent, {} received]",
+                            report::utc_timestamp(std::time::SystemTime::now()),
+                            counted.get(Counter::BytesSent),
+                            counted.get(Counter::BytesRcvd)
+                        );
+                    }
                 }
                 self.report_statsd(&snap, &rates, now);
                 last_progress = now;
@@ -543,25 +595,10 @@ impl Supervisor {
         rates: &Rates,
         duration: Option<Duration>,
     ) {
+        let text = self.progress_text(phase, snap, rates, true);
         let line = match phase {
-            Phase::RampUp => report::ramp_line(
-                snap.gauge(Gauge::OpenOut),
-                self.connections(),
-                snap.get(Counter::ConnsInitiated),
-                terminal_columns(),
-            ),
+            Phase::RampUp => text,
             Phase::Steady { since, .. } => {
-                let o = &self.plan.opts;
-                let mps = (o.message_rate.is_some() || o.message_marker)
-                    .then(|| (rates.msgs_rx.value(), rates.msgs_tx.value()));
-                let latency = self.latency_progress();
-                let text = report::progress_line(
-                    rates.rx.value(),
-                    rates.tx.value(),
-                    snap,
-                    mps,
-                    latency.as_deref(),
-                );
                 let utf8 = std::env::var("LANG")
                     .map(|l| l.to_lowercase().contains("utf-8"))
                     .unwrap_or(false);
@@ -575,6 +612,32 @@ impl Supervisor {
             }
         };
         diag_raw!("{line}\x1b[K\r");
+    }
+
+    /// The progress text: the ramp-up ribbon (`ribbon` false: just its
+    /// counts) or the traffic line.
+    fn progress_text(&self, phase: &Phase, snap: &Snapshot, rates: &Rates, ribbon: bool) -> String {
+        match phase {
+            Phase::RampUp => report::ramp_line(
+                snap.gauge(Gauge::OpenOut),
+                self.connections(),
+                snap.get(Counter::ConnsInitiated),
+                if ribbon { terminal_columns() } else { 0 },
+            ),
+            Phase::Steady { .. } => {
+                let o = &self.plan.opts;
+                let mps = (o.message_rate.is_some() || o.message_marker)
+                    .then(|| (rates.msgs_rx.value(), rates.msgs_tx.value()));
+                let latency = self.latency_progress();
+                report::progress_line(
+                    rates.rx.value(),
+                    rates.tx.value(),
+                    snap,
+                    mps,
+                    latency.as_deref(),
+                )
+            }
+        }
     }
 
     fn finish(&mut self, ending: Ending, start: Instant, phase: Phase, rates: &Rates) -> i32 {
@@ -636,6 +699,12 @@ impl Supervisor {
         let lag = self.histogram(HistKind::SendLag);
         if let Some(line) = report::lag_line(&lag) {
             text += &line;
+        }
+        let restarts: u64 = (0..self.region.workers())
+            .map(|i| self.region.slot(i).control.restarts.load(Ordering::Relaxed))
+            .sum();
+        if restarts > 0 {
+            text += &format!("Worker restarts: {restarts}\n");
         }
         if self.plan.opts.websocket {
             text += &format!(
@@ -934,9 +1003,9 @@ impl Supervisor {
                 Ok(WaitStatus::StillAlive) | Err(_) => return None,
                 Ok(s) => s,
             };
-            let (pid, what, signalled) = match status {
-                WaitStatus::Exited(pid, code) => (pid, format!("exited with status {code}"), false),
-                WaitStatus::Signaled(pid, sig, _) => (pid, format!("was killed by {sig}"), true),
+            let (pid, what) = match status {
+                WaitStatus::Exited(pid, code) => (pid, format!("exited with status {code}")),
+                WaitStatus::Signaled(pid, sig, _) => (pid, format!("was killed by {sig}")),
                 _ => continue,
             };
             let Some(i) = self.pids.iter().position(|p| *p == Some(pid)) else {
@@ -947,35 +1016,73 @@ impl Supervisor {
                 continue;
             }
             let control = &self.region.slot(i).control;
-            let restarts = control.restarts.load(Ordering::Relaxed);
-            if !signalled {
-                self.say(&format!("Worker {i} (pid {pid}) {what}; stopping the run."));
-                return Some(Ending::WorkerFailed);
-            }
-            let now = Instant::now();
-            self.recent_restarts[i].retain(|t| now.duration_since(*t) < RESTART_WINDOW);
-            let deaths = self.recent_restarts[i].len() + 1;
-            if deaths > MAX_RESTARTS_IN_WINDOW {
+            let restarts = control.restarts.load(Ordering::Relaxed) + 1;
+            control.restarts.store(restarts, Ordering::Relaxed);
+            let total: u64 = (0..self.region.workers())
+                .map(|s| self.region.slot(s).control.restarts.load(Ordering::Relaxed))
+                .sum();
+            if self.plan.opts.max_restarts.is_some_and(|max| total > max) {
                 self.say(&format!(
-                    "Worker {i} (pid {pid}) {what}; it died {deaths} times within {} s, stopping the run.",
-                    RESTART_WINDOW.as_secs()
+                    "Worker {i} (pid {pid}) {what}; --max-restarts={} reached, stopping the run.",
+                    total - 1
                 ));
                 return Some(Ending::WorkerFailed);
             }
-            self.recent_restarts[i].push(now);
+            // A worker that lived a while is restarted at once; one that
+            // keeps dying waits longer each time, up to MAX_BACKOFF.
+            let now = Instant::now();
+            let life = &mut self.lives[i];
+            life.backoff = if now.duration_since(life.started) >= STABLE_LIFE {
+                Duration::ZERO
+            } else {
+                (life.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF)
+            };
+            life.respawn_at = Some(now + life.backoff);
+            let wait = if life.backoff.is_zero() {
+                String::new()
+            } else {
+                format!(" in {} s", crate::units::fmt_g(life.backoff.as_secs_f64()))
+            };
             self.say(&format!(
-                "Worker {i} (pid {pid}) {what}; restarting it (restart {}).",
-                restarts + 1
+                "Worker {i} (pid {pid}) {what}; restarting it{wait} (restart {restarts})."
             ));
-            control.restarts.store(restarts + 1, Ordering::Relaxed);
-            match self.spawn(i) {
-                Ok(p) => self.pids[i] = Some(p),
-                Err(e) => {
-                    self.say(&format!("Cannot restart worker {i}: {}", e.desc()));
-                    return Some(Ending::WorkerFailed);
+        }
+    }
+
+    /// Restarts the slots whose back-off has passed, and kills workers
+    /// whose heartbeat stopped (they are then restarted like any other).
+    fn tend_workers(&mut self) -> Option<Ending> {
+        let now = Instant::now();
+        for i in 0..self.pids.len() {
+            if self.lives[i].respawn_at.is_some_and(|at| now >= at) && self.pids[i].is_none() {
+                self.lives[i].respawn_at = None;
+                match self.spawn(i) {
+                    Ok(p) => {
+                        self.pids[i] = Some(p);
+                        self.lives[i].started = now;
+                        self.lives[i].heartbeat = (u64::MAX, now);
+                    }
+                    Err(e) => {
+                        self.say(&format!("Cannot restart worker {i}: {}", e.desc()));
+                        return Some(Ending::WorkerFailed);
+                    }
                 }
             }
+            let Some(pid) = self.pids[i] else { continue };
+            let beat = self.region.slot(i).gauges.get(Gauge::Heartbeat);
+            let (last, since) = self.lives[i].heartbeat;
+            if beat != last {
+                self.lives[i].heartbeat = (beat, now);
+            } else if now.duration_since(since) >= HANG_LIMIT {
+                self.say(&format!(
+                    "Worker {i} (pid {pid}) made no progress for {} s; killing it.",
+                    HANG_LIMIT.as_secs()
+                ));
+                let _ = signal::kill(pid, Signal::SIGKILL);
+                self.lives[i].heartbeat = (beat, now);
+            }
         }
+        None
     }
 
     fn stop_workers(&mut self, at_once: bool) {
@@ -1053,6 +1160,14 @@ fn child_main(supervisor: Pid, region: &Region, plan: &WorkerPlan, shared: &Shar
     }
     if let Ok(name) = std::ffi::CString::new(format!("tcpkali-w{}", plan.index)) {
         let _ = nix::sys::prctl::set_name(&name);
+    }
+    if let Some(cpu) = plan.cpu {
+        let mut set = nix::sched::CpuSet::new();
+        if set.set(cpu).is_err()
+            || nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).is_err()
+        {
+            diag!("tcpkali-w{}: cannot pin to CPU {cpu}", plan.index);
+        }
     }
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         worker::run(region, plan, shared)

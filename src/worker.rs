@@ -104,6 +104,8 @@ pub struct WorkerPlan {
     pub destinations: Vec<DestPlan>,
     /// Listening sockets this worker accepts from.
     pub listeners: Vec<RawFd>,
+    /// `--pin`: the CPU this worker runs on.
+    pub cpu: Option<usize>,
 }
 
 const LISTENER_KEY: usize = 1 << 63;

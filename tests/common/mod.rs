@@ -434,14 +434,18 @@ const LATE_PREFIX: &str = "Send schedule: ";
 /// message-marker options, optionally followed by the send-schedule line.
 pub fn parse_summary(stdout: &str) -> Result<Summary, String> {
     let mut lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
-    // Lines after tcpkali's own: the WebSocket totals, the send schedule.
-    if lines.last().is_some_and(|l| l.starts_with("WebSocket: ")) {
-        lines.pop();
+    // Lines after tcpkali's own: the send schedule, worker restarts, the
+    // WebSocket totals.
+    let mut late = None;
+    while let Some(l) = lines.last() {
+        if l.starts_with(LATE_PREFIX) {
+            late = lines.pop().map(str::to_string);
+        } else if l.starts_with("WebSocket: ") || l.starts_with("Worker restarts: ") {
+            lines.pop();
+        } else {
+            break;
+        }
     }
-    let late = match lines.last() {
-        Some(l) if l.starts_with(LATE_PREFIX) => lines.pop().map(str::to_string),
-        _ => None,
-    };
     // Lines that only some options add: the message rate (after the
     // aggregate bandwidth) and latency lines (before the duration).
     let optional = |l: &str| {
