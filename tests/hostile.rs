@@ -1,0 +1,184 @@
+//! Hostile peers: nothing crashes, memory stays bounded, errors are counted
+//! and shown. Each test prints the peak RSS it saw (run with --nocapture).
+
+mod common;
+
+use common::{children_of, run, summary_of, Running};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Summed VmRSS (KiB) of a supervisor and its children.
+fn rss_kib(pid: i32) -> u64 {
+    let one = |p: i32| {
+        std::fs::read_to_string(format!("/proc/{p}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+    };
+    one(pid) + children_of(pid).into_iter().map(one).sum::<u64>()
+}
+
+/// Samples RSS every 100 ms until the process exits; returns the samples.
+fn watch_rss(child: &mut Running, limit: Duration) -> Vec<u64> {
+    let end = Instant::now() + limit;
+    let mut samples = Vec::new();
+    while !child.exited() && Instant::now() < end {
+        samples.push(rss_kib(child.pid()));
+        thread::sleep(Duration::from_millis(100));
+    }
+    samples
+}
+
+fn listener() -> (TcpListener, String) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = format!("127.0.0.1:{}", l.local_addr().expect("addr").port());
+    (l, addr)
+}
+
+#[test]
+fn a_server_that_resets_at_once_is_retried_without_crashing() {
+    let (l, addr) = listener();
+    thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            // SO_LINGER 0: close sends a reset.
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&s);
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: a valid socket and a correctly sized option value.
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    (&linger as *const libc::linger).cast(),
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                );
+            }
+            drop(s);
+        }
+    });
+    let run = run(
+        &["-c", "5", "-m", "x", "-v", &addr, "-T", "2s"],
+        Duration::from_secs(8),
+    );
+    assert!(
+        matches!(run.code(), Some(0) | Some(1)),
+        "{}",
+        run.describe()
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.describe());
+    let errors = run.stderr.matches("Closing [127.0.0.1]").count()
+        + run.stderr.matches("Connection reset by").count();
+    assert!(errors >= 5, "resets were not reported: {}", run.describe());
+}
+
+#[test]
+fn a_server_that_never_reads_blocks_the_sender_and_memory_stays_flat() {
+    let (l, addr) = listener();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming().flatten() {
+            held.push(s); // accepted, never read
+        }
+    });
+    let message = "x".repeat(1024);
+    let mut child = Running::start(&["-c", "2", "-m", &message, &addr, "-T", "3s"]);
+    let samples = watch_rss(&mut child, Duration::from_secs(8));
+    let done = child.finish(Duration::from_secs(5));
+    assert_eq!(done.code(), Some(0), "{}", done.describe());
+    let peak = samples.iter().copied().max().unwrap_or(0);
+    println!(
+        "never-reading server: peak RSS {peak} KiB over {} samples",
+        samples.len()
+    );
+    let q = samples.len() / 4;
+    assert!(q > 0, "too few samples");
+    let (first, last) = (samples[q], samples[samples.len() - 1]);
+    assert!(last <= first + 1024, "RSS grew from {first} to {last} KiB");
+    // What went out is what the socket buffers took, not an endless stream.
+    assert!(summary_of(&done).sent < 64 << 20, "{}", done.describe());
+}
+
+#[test]
+fn a_server_flooding_a_gibibyte_is_read_and_dropped_in_bounded_memory() {
+    let (l, addr) = listener();
+    thread::spawn(move || {
+        if let Some(Ok(mut s)) = l.incoming().next() {
+            let chunk = vec![0x5au8; 1 << 20];
+            for _ in 0..1024 {
+                if s.write_all(&chunk).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let mut child = Running::start(&["-c", "1", &addr, "-T", "4s"]);
+    let samples = watch_rss(&mut child, Duration::from_secs(10));
+    let done = child.finish(Duration::from_secs(5));
+    assert_eq!(done.code(), Some(0), "{}", done.describe());
+    let peak = samples.iter().copied().max().unwrap_or(0);
+    println!(
+        "1 GiB flood: peak RSS {peak} KiB, received {} bytes",
+        summary_of(&done).received
+    );
+    assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
+    assert!(
+        summary_of(&done).received > 100 << 20,
+        "{}",
+        done.describe()
+    );
+}
+
+#[test]
+fn slowloris_clients_do_not_starve_or_bloat_a_websocket_sink() {
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut sink = Running::start(&["--ws", "-l", &listen, "-T", "4s"]);
+    assert!(sink.wait_for_stderr("Listen on:", Duration::from_secs(3)));
+    // 200 clients dribbling an upgrade request one byte every 20 ms.
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nX-Pad: ".to_vec();
+    let mut slow: Vec<TcpStream> = (0..200)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    assert!(
+        slow.len() >= 190,
+        "only {} slow clients connected",
+        slow.len()
+    );
+    let start = Instant::now();
+    let mut i = 0;
+    let mut peak = 0;
+    while start.elapsed() < Duration::from_secs(2) {
+        for s in slow.iter_mut() {
+            let _ = s.write_all(&request[i % request.len()..i % request.len() + 1]);
+        }
+        i += 1;
+        peak = peak.max(rss_kib(sink.pid()));
+        thread::sleep(Duration::from_millis(20));
+    }
+    // Meanwhile a real client still gets its 101.
+    let mut ok = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    ok.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    ok.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .expect("request");
+    let mut reply = [0u8; 12];
+    ok.read_exact(&mut reply).expect("reply");
+    assert_eq!(&reply, b"HTTP/1.1 101");
+    drop(slow);
+    let done = sink.finish(Duration::from_secs(6));
+    println!("slowloris: peak sink RSS {peak} KiB");
+    assert_eq!(done.code(), Some(0), "{}", done.describe());
+    assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
+}
