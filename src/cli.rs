@@ -187,6 +187,9 @@ enum Id {
     Pin,
     MaxRestarts,
     ProgressInterval,
+    Json,
+    LatencyLog,
+    LatencyHgrm,
     MessageMarker,
     Statsd,
     StatsdHost,
@@ -306,6 +309,9 @@ static FLAGS: &[Flag] = &[
     flag(Id::Pin, &["pin"], None, Switch, General, "Pin worker i to the i-th CPU this process may use"),
     flag(Id::MaxRestarts, &["max-restarts"], None, Req("<N>"), General, "Stop the run after this many worker restarts").default("unlimited"),
     flag(Id::ProgressInterval, &["progress-interval"], None, Req("<Time>"), General, "Progress line period when stdout is not a terminal; 0: none").default("10s"),
+    flag(Id::Json, &["json"], None, Req("<file>"), General, "Write the final report as JSON (- for stdout)"),
+    flag(Id::LatencyLog, &["latency-log"], None, Req("<file>"), Latency, "Write an HdrHistogram interval log (one interval a second)"),
+    flag(Id::LatencyHgrm, &["latency-hgrm"], None, Req("<prefix>"), Latency, "Write <prefix>.<kind>.hgrm percentile spectra"),
     flag(Id::Server, &["server"], None, Req("<host:port>"), General, "Take start/rate/stop commands from an orchestration server").unsupported(),
     // Network stack
     flag(Id::Nagle, &["nagle"], None, Req("on|off"), Network, "Set the Nagle algorithm (TCP_NODELAY)").default("not set"),
@@ -1123,6 +1129,9 @@ impl State {
             Id::Pin => o.pin = true,
             Id::MaxRestarts => o.max_restarts = Some(v.integer(0, u64::from(u32::MAX))?),
             Id::ProgressInterval => o.progress_interval = v.time(false)?,
+            Id::Json => o.json = Some(v.text()?.to_string()),
+            Id::LatencyLog => o.latency_log = Some(v.text()?.to_string()),
+            Id::LatencyHgrm => o.latency_hgrm = Some(v.text()?.to_string()),
             Id::LatencyPercentiles => {
                 let list = parse_percentiles(v.text()?).map_err(|reason| v.invalid(reason))?;
                 o.latency.percentiles.extend(list);
@@ -1524,8 +1533,9 @@ mod tests {
         longs.dedup();
         assert_eq!(longs.len(), n, "duplicate long name");
         // tcpkali's 50 long names, plus --latency-search-step, --pin,
-        // --max-restarts and --progress-interval.
-        assert_eq!(n, 54);
+        // --max-restarts, --progress-interval, --json, --latency-log and
+        // --latency-hgrm.
+        assert_eq!(n, 57);
     }
 
     #[test]

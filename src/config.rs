@@ -161,6 +161,12 @@ pub struct Options {
     /// `--progress-interval`: period of the plain progress line written
     /// when stdout is not a terminal (zero: none).
     pub progress_interval: Duration,
+    /// `--json`: where to write the final report (`-`: stdout).
+    pub json: Option<String>,
+    /// `--latency-log`: the HdrHistogram interval log file.
+    pub latency_log: Option<String>,
+    /// `--latency-hgrm`: prefix of the percentile-spectrum files.
+    pub latency_hgrm: Option<String>,
     /// `--ws`: RFC 6455 framing and handshake.
     pub websocket: bool,
     /// The client's upgrade request parts: the path of the first
@@ -204,6 +210,9 @@ impl Default for Options {
             pin: false,
             max_restarts: None,
             progress_interval: Duration::from_secs(10),
+            json: None,
+            latency_log: None,
+            latency_hgrm: None,
             websocket: false,
             ws_path: None,
             ws_headers: Vec::new(),

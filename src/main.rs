@@ -13,12 +13,15 @@ mod conn;
 mod content;
 mod dump;
 mod expr;
+mod json;
 mod latency;
+mod monitor;
 mod pace;
 mod payload;
 mod rate_search;
 mod regexgen;
 mod report;
+mod results;
 mod setup;
 mod statsd;
 mod supervisor;
@@ -31,6 +34,16 @@ use std::io::Write;
 
 fn run() -> i32 {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // Subcommands that are not load runs.
+    let words: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    match words.first().map(String::as_str) {
+        Some("merge") => return results::merge_command(&words[1..]),
+        Some("monitor") => return monitor::run(&words[1..]),
+        _ => {}
+    }
     let parsed = match cli::parse(&args) {
         Ok(cli::Action::Run(p)) => p,
         Ok(cli::Action::Help(text)) | Ok(cli::Action::Version(text)) => {

@@ -8,6 +8,7 @@ use crate::pace::Rate;
 use crate::payload::{Payload, MIN_CYCLE};
 use crate::rate_search::{RateSearch, Step};
 use crate::report::{self, Smoothed, SummaryInput};
+use crate::results::{self, IntervalLog, RunReport, WorkerFigures};
 use crate::setup::{self, Plan};
 use crate::statsd::{LatencyReport, Report as StatsdReport, Statsd, StatsdError};
 use crate::sys::{self, Bracketed, SockOpts};
@@ -54,6 +55,8 @@ pub enum StartError {
     Signals(io::Error),
     /// The StatsD host cannot be used.
     Statsd(StatsdError),
+    /// An output file cannot be created.
+    Output(String, io::Error),
 }
 
 /// An address already formatted as `[ip]:port`.
@@ -67,6 +70,7 @@ impl std::fmt::Display for StartError {
             StartError::Fork(e) => write!(f, "Cannot start a worker process: {}", e.desc()),
             StartError::Signals(e) => write!(f, "Cannot install signal handlers: {e}"),
             StartError::Statsd(e) => write!(f, "{e}"),
+            StartError::Output(what, e) => write!(f, "{what}: {e}"),
         }
     }
 }
@@ -77,7 +81,7 @@ impl StartError {
     pub fn exit_code(&self) -> i32 {
         match self {
             StartError::Bind(..) => 69,
-            StartError::Statsd(_) => 64,
+            StartError::Statsd(_) | StartError::Output(..) => 64,
             _ => 1,
         }
     }
@@ -119,6 +123,23 @@ impl Rates {
             .update(dt, delta.get(Counter::BytesSent) as f64 * 8.0);
         self.msgs_rx.update(dt, delta.get(Counter::MsgsRcvd) as f64);
         self.msgs_tx.update(dt, delta.get(Counter::MsgsSent) as f64);
+    }
+}
+
+/// Seconds since the Unix epoch, by the wall clock.
+fn wall_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The name a latency kind has in reports and logs.
+fn kind_name(kind: HistKind) -> &'static str {
+    match kind {
+        HistKind::Connect => "connect",
+        HistKind::FirstByte => "firstbyte",
+        HistKind::Message => "message",
+        HistKind::SendLag => "sendlag",
     }
 }
 
@@ -170,6 +191,8 @@ struct Supervisor {
     /// Message latency is reported since the last rate change: the
     /// histogram at that moment.
     message_base: Option<hdrhistogram::Histogram<u64>>,
+    /// `--latency-log`, and the wall time its current interval began.
+    interval_log: Option<(IntervalLog, f64)>,
     pids: Vec<Option<Pid>>,
     /// Each slot's worker life: start, back-off, pending restart, heartbeat.
     lives: Vec<Life>,
@@ -412,6 +435,15 @@ impl Supervisor {
         install_signal_handlers().map_err(StartError::Signals)?;
         let tty = io::stdout().is_terminal()
             && std::env::var("TERM").map(|t| t != "dumb").unwrap_or(false);
+        let interval_log = match &plan.opts.latency_log {
+            Some(path) => {
+                let now = wall_seconds();
+                let log = IntervalLog::create(path, now)
+                    .map_err(|e| StartError::Output(format!("--latency-log={path}"), e))?;
+                Some((log, now))
+            }
+            None => None,
+        };
         let workers = plan.workers;
         let plan_search = plan.opts.latency.target.as_ref().map(|(t, _)| SearchState {
             state: RateSearch::new(*t, plan.opts.message_rate.unwrap_or(100.0)),
@@ -434,6 +466,7 @@ impl Supervisor {
             statsd,
             search: plan_search,
             message_base: None,
+            interval_log,
             pids: vec![None; workers],
             lives: vec![
                 Life {
@@ -581,6 +614,13 @@ impl Supervisor {
                     }
                 }
                 self.report_statsd(&snap, &rates, now);
+                if self
+                    .interval_log
+                    .as_ref()
+                    .is_some_and(|(_, since)| wall_seconds() - since >= 1.0)
+                {
+                    self.log_interval();
+                }
                 last_progress = now;
                 last_snap = snap;
             }
@@ -739,11 +779,88 @@ impl Supervisor {
                 _ => {}
             }
         }
-        // A closed stdout (`| head -1`) must not turn a finished run into a crash.
-        let mut out = io::stdout();
-        let _ = out.write_all(text.as_bytes());
-        let _ = out.flush();
-        status
+        let measured = (now - since).as_secs_f64();
+        // The log's last interval ends with the run.
+        self.log_interval();
+        let report = self.run_report(
+            delta,
+            measured,
+            last.gauge(Gauge::OpenIn) + last.gauge(Gauge::OpenOut),
+        );
+        if let Some(prefix) = &self.plan.opts.latency_hgrm {
+            for (name, h) in &report.latency {
+                if let Err(e) = results::write_hgrm(prefix, name, h) {
+                    diag!("--latency-hgrm={prefix}: {e}");
+                    status = status.max(1);
+                }
+            }
+        }
+        // A closed stdout (`| head -1`) must not turn a finished run into a
+        // crash; with --json - the summary moves to stderr.
+        let json = self
+            .plan
+            .opts
+            .json
+            .as_ref()
+            .map(|_| report.to_json().to_json(true) + "\n");
+        let written = results::write_outputs(
+            &text,
+            self.plan.opts.json.as_deref(),
+            json.as_deref().unwrap_or(""),
+        );
+        status.max(written)
+    }
+
+    /// The run as the JSON report describes it.
+    fn run_report(&self, delta: Snapshot, duration: f64, channels: u64) -> RunReport {
+        let end = wall_seconds();
+        let workers = (0..self.region.workers())
+            .map(|i| {
+                let slot = self.region.slot(i);
+                WorkerFigures {
+                    index: i,
+                    pid: slot.gauges.get(Gauge::Pid),
+                    restarts: slot.control.restarts.load(Ordering::Relaxed),
+                    totals: Snapshot::of_slot(slot),
+                }
+            })
+            .collect::<Vec<_>>();
+        RunReport {
+            command_line: std::env::args().collect(),
+            start: end - duration,
+            end,
+            delta,
+            duration,
+            channels,
+            message_rates: self.plan.opts.message_marker,
+            percentiles: self.plan.opts.latency.percentiles.clone(),
+            latency: self
+                .latency_kinds()
+                .into_iter()
+                .map(|(kind, _, _)| (kind_name(kind).to_string(), self.histogram(kind)))
+                .collect(),
+            restarts: workers.iter().map(|w| w.restarts).sum(),
+            workers,
+            hosts: 1,
+        }
+    }
+
+    /// One interval line per measured kind in the `--latency-log`.
+    fn log_interval(&mut self) {
+        if self.interval_log.is_none() {
+            return;
+        }
+        let kinds = self.latency_kinds();
+        let hists: Vec<_> = kinds
+            .iter()
+            .map(|(k, _, _)| self.region.histogram(*k, &self.layout))
+            .collect();
+        let names: Vec<&str> = kinds.iter().map(|(k, _, _)| kind_name(*k)).collect();
+        let now = wall_seconds();
+        if let Some((log, since)) = self.interval_log.as_mut() {
+            log.interval(now, *since, &names, &hists);
+            *since = now;
+        }
     }
 
     /// `-r @Latency`: feeds the search its ticks (every tenth of a step and
