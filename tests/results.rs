@@ -253,3 +253,24 @@ fn monitor_follows_a_running_tcpkali_until_it_ends() {
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a tcpkali stats region"));
 }
+
+#[test]
+fn three_load_hosts_in_namespaces_merge_to_what_the_sink_received() {
+    let script = format!("{}/tools/multihost", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("bash")
+        .args([&script, BIN])
+        .output()
+        .expect("run tools/multihost");
+    let text = String::from_utf8_lossy(&out.stdout);
+    if out.status.code() == Some(77) {
+        // Not silent: the reason is part of the test output.
+        println!("skipped the multi-host test: {}", text.trim());
+        return;
+    }
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("multihost: PASS"), "{text}");
+}
