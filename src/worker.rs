@@ -816,6 +816,14 @@ impl Worker<'_> {
         }
     }
 
+    /// Notes that a connection's socket buffer is full: the next writable
+    /// edge resumes it.
+    fn mark_full(&mut self, slot: u32, gen: u32) {
+        if let Some(c) = self.conns.get_mut(slot, gen) {
+            c.writable = false;
+        }
+    }
+
     /// Arms a pacing timer for a connection unless an earlier one is set.
     fn arm_pace(&mut self, slot: u32, gen: u32, at: u64, kind: TimerKind) {
         let Some(c) = self.conns.get_mut(slot, gen) else {
@@ -1405,17 +1413,13 @@ impl Worker<'_> {
                             control.drain(..n);
                             if !control.is_empty() {
                                 result = Ok(false);
-                                if let Some(c) = self.conns.get_mut(slot, gen) {
-                                    c.writable = false;
-                                }
+                                self.mark_full(slot, gen);
                                 break;
                             }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             result = Ok(false);
-                            if let Some(c) = self.conns.get_mut(slot, gen) {
-                                c.writable = false;
-                            }
+                            self.mark_full(slot, gen);
                             break;
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -1490,17 +1494,13 @@ impl Worker<'_> {
                     if n < wanted {
                         // The socket buffer is full: wait for the next edge.
                         result = Ok(false);
-                        if let Some(c) = self.conns.get_mut(slot, gen) {
-                            c.writable = false;
-                        }
+                        self.mark_full(slot, gen);
                         break;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     result = Ok(false);
-                    if let Some(c) = self.conns.get_mut(slot, gen) {
-                        c.writable = false;
-                    }
+                    self.mark_full(slot, gen);
                     break;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -351,6 +351,18 @@ fn trim(bytes: &[u8]) -> &[u8] {
     bytes.get(start..end).unwrap_or(&[])
 }
 
+/// A handshake outcome reported again for bytes fed after it was known:
+/// none of them belong to the handshake.
+fn replay(outcome: Handshake) -> Handshake {
+    match outcome {
+        Handshake::Done { accept, .. } => Handshake::Done {
+            consumed: 0,
+            accept,
+        },
+        other => other,
+    }
+}
+
 /// Client side: reads the server's handshake response incrementally.
 #[derive(Debug)]
 pub struct ResponseReader {
@@ -375,13 +387,7 @@ impl ResponseReader {
     /// handshake).
     pub fn feed(&mut self, data: &[u8]) -> Handshake {
         if let Some(outcome) = self.outcome {
-            return match outcome {
-                Handshake::Done { accept, .. } => Handshake::Done {
-                    consumed: 0,
-                    accept,
-                },
-                other => other,
-            };
+            return replay(outcome);
         }
         let outcome = match self.head.take(data) {
             Ok(None) => return Handshake::NeedMore,
@@ -463,13 +469,7 @@ impl RequestReader {
     /// carries the accept value to reply with.
     pub fn feed(&mut self, data: &[u8]) -> Handshake {
         if let Some(outcome) = self.outcome {
-            return match outcome {
-                Handshake::Done { accept, .. } => Handshake::Done {
-                    consumed: 0,
-                    accept,
-                },
-                other => other,
-            };
+            return replay(outcome);
         }
         let outcome = match self.head.take(data) {
             Ok(None) => return Handshake::NeedMore,
