@@ -287,7 +287,13 @@ impl RunReport {
         if version != REPORT_VERSION {
             return Err(ReportError::Version(path.to_string(), version));
         }
-        let num = |key: &'static str| v.get(key).and_then(Value::as_f64).ok_or_else(|| field(key));
+        // Times and durations must be plausible numbers (seconds).
+        let num = |key: &'static str| {
+            v.get(key)
+                .and_then(Value::as_f64)
+                .filter(|x| x.is_finite() && (0.0..1e11).contains(x))
+                .ok_or_else(|| field(key))
+        };
         let lat = v.get("latency").ok_or_else(|| field("latency"))?;
         let bounds: Vec<u64> = lat
             .get("histogram_bounds")
@@ -363,7 +369,10 @@ impl RunReport {
 }
 
 fn unix_time(secs: f64) -> std::time::SystemTime {
-    std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(secs.max(0.0))
+    std::time::Duration::try_from_secs_f64(secs.max(0.0))
+        .ok()
+        .and_then(|d| std::time::UNIX_EPOCH.checked_add(d))
+        .unwrap_or(std::time::UNIX_EPOCH)
 }
 
 /// One report for many hosts that ran at the same time: totals add up,
@@ -666,6 +675,20 @@ mod tests {
             text.starts_with("Total data sent:     3.9 KiB (4000 bytes)\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn absurd_times_are_refused_not_a_crash() {
+        let text = sample(1, &[1])
+            .to_json()
+            .to_json(false)
+            .replace("\"end_unix\":1795797010", "\"end_unix\":1e300");
+        let v = Value::parse(&text).expect("json");
+        assert!(matches!(
+            RunReport::from_json(&v, "x"),
+            Err(ReportError::Field(_, "end_unix"))
+        ));
+        assert_eq!(unix_time(1e300), std::time::UNIX_EPOCH);
     }
 
     #[test]

@@ -96,7 +96,8 @@ enum Ending {
     Interrupted,
     /// Ramp-up did not reach the target within `-T`.
     RampUpFailed,
-    /// A worker failed on its own (not by a signal).
+    /// Workers died more often than --max-restarts allows, or one could
+    /// not be restarted.
     WorkerFailed,
     /// Second SIGINT/SIGTERM: leave at once.
     Aborted,
@@ -987,8 +988,16 @@ impl Supervisor {
         feed.last = *snap;
         let window = self.plan.opts.statsd.latency_window;
         let kinds = self.latency_kinds();
-        let current: Vec<hdrhistogram::Histogram<u64>> =
-            kinds.iter().map(|(k, _, _)| self.histogram(*k)).collect();
+        // Cumulative gauges follow the summary (message latency since the
+        // last -r @ rate change); windows are differences of the region's
+        // raw histograms, whose counts only grow.
+        let current: Vec<hdrhistogram::Histogram<u64>> = kinds
+            .iter()
+            .map(|(k, _, _)| match window {
+                None => self.histogram(*k),
+                Some(_) => self.region.histogram(*k, &self.layout),
+            })
+            .collect();
         let Some(feed) = self.statsd.as_mut() else {
             return;
         };
@@ -1264,8 +1273,8 @@ fn child_main(supervisor: Pid, region: &Region, plan: &WorkerPlan, shared: &Shar
         libc::signal(libc::SIGTERM, libc::SIG_IGN);
         libc::signal(libc::SIGCHLD, libc::SIG_DFL);
     }
-    // Release builds abort on panic; say why first and leave with a status
-    // the supervisor reads as a failure, not as a crash to restart.
+    // Release builds abort on panic; say why first and leave with status
+    // 70, which the supervisor reports (and restarts, with back-off).
     std::panic::set_hook(Box::new(|info| {
         diag!("tcpkali worker: internal error: {info}");
         // SAFETY: leave at once, as after fork.

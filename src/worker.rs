@@ -137,6 +137,8 @@ fn conn_ptr(uid: u64) -> u64 {
 struct Writing {
     fd: RawFd,
     client_side: bool,
+    /// Our WebSocket Close is queued or sent: only control frames may go.
+    closing: bool,
     uid: u64,
     dump_out: bool,
     pos: SendPos,
@@ -146,6 +148,10 @@ struct Writing {
 fn ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
+
+/// Unsent WebSocket control frames (pongs) a connection may pile up
+/// before its peer counts as misbehaving.
+const MAX_CONTROL_BACKLOG: usize = 64 * 1024;
 
 /// Deadlines are rounded up to this grain so one wake-up serves every
 /// paced connection due within it.
@@ -266,7 +272,9 @@ pub fn run(region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
             .map(|m| Finder::new(m).into_owned()),
         payloads: Vec::new(),
         send_rate: shared.send_rate,
-        rate_millis: region.header().rate_millis.load(Relaxed),
+        // 0: the first loop applies whatever set-point is in force (a worker
+        // restarted during a `-r @` search joins at the searched rate).
+        rate_millis: 0,
     };
     slot.gauges.set(Gauge::Fault, 0);
     if plan.connections == 0 {
@@ -1136,6 +1144,10 @@ impl Worker<'_> {
         if frames > 0 {
             counters.add(Counter::FramesRcvd, frames);
         }
+        if wsc.control.len() > MAX_CONTROL_BACKLOG {
+            // Pings keep coming while our pongs cannot go out.
+            return Err(CloseReason::Protocol(ws::WsError::ControlBacklog));
+        }
         if closed && !wsc.close_sent {
             // Answer the close; it goes out with the next write.
             ws::write_control(
@@ -1169,6 +1181,12 @@ impl Worker<'_> {
     fn close_websockets(&mut self, events: &mut Events) {
         if self.shared.ws.is_none() {
             return;
+        }
+        // Accepting is over; a listener left in the (level-triggered)
+        // poller would make every wait below return at once.
+        for &fd in &self.plan.listeners {
+            // SAFETY: the listener is open (the supervisor owns it).
+            let _ = self.poller.delete(unsafe { BorrowedFd::borrow_raw(fd) });
         }
         let deadline = self.now() + 250_000_000;
         let mut waiting = 0;
@@ -1347,8 +1365,10 @@ impl Worker<'_> {
         // The connection's own data is taken out while it is written, so
         // that it can be borrowed alongside the worker.
         let mut own = c.own.take();
+        let closing = c.ws.as_ref().is_some_and(|w| w.close_sent);
         let mut w = Writing {
             fd,
+            closing,
             client_side: matches!(c.dir, Direction::Out { .. }),
             uid: c.uid,
             dump_out,
@@ -1429,6 +1449,11 @@ impl Worker<'_> {
                         }
                     }
                 }
+            }
+            if w.closing {
+                // After our Close frame, nothing but control frames.
+                result = Ok(false);
+                break;
             }
             let head = &once[w.pos.once_sent..];
             let mut len = 0;

@@ -162,6 +162,8 @@ pub enum WsError {
     ReservedBits,
     /// A close frame with a payload of exactly one byte.
     CloseOneByte,
+    /// Pings keep arriving while the pongs owed cannot be sent.
+    ControlBacklog,
 }
 
 impl fmt::Display for WsError {
@@ -192,6 +194,7 @@ impl fmt::Display for WsError {
             WsError::UnfinishedMessage => f.write_str("new message inside a fragmented one"),
             WsError::ReservedBits => f.write_str("reserved bits set without an extension"),
             WsError::CloseOneByte => f.write_str("close frame with a 1-byte payload"),
+            WsError::ControlBacklog => f.write_str("pings faster than the pongs can be sent"),
         }
     }
 }

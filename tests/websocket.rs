@@ -237,3 +237,130 @@ fn hostile_peers_get_protocol_errors_not_crashes() {
     let (_, errors) = ws_line(&done.stdout);
     assert_eq!(errors, 4, "{}", done.stdout);
 }
+
+/// Accepts one WebSocket client by hand (computing the real accept key).
+fn accept_client(l: &std::net::TcpListener) -> TcpStream {
+    use base64::Engine as _;
+    use sha1::{Digest, Sha1};
+    let (mut s, _) = l.accept().expect("accept");
+    s.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).expect("request");
+        assert!(n > 0, "closed during the handshake");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got).to_string();
+    let key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+        .expect("a key")
+        .trim()
+        .to_string();
+    let mut h = Sha1::new();
+    h.update(key.as_bytes());
+    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let accept = base64::engine::general_purpose::STANDARD.encode(h.finalize());
+    s.write_all(
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .expect("reply");
+    s
+}
+
+#[test]
+fn a_peer_flooding_pings_without_reading_is_cut_off() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = format!("127.0.0.1:{}", l.local_addr().expect("addr").port());
+    let server = std::thread::spawn(move || {
+        let mut s = accept_client(&l);
+        let mut ping = vec![0x89, 125];
+        ping.extend_from_slice(&[b'p'; 125]);
+        let pings = ping.repeat(64);
+        // Never read; ping until the client gives up on us.
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(4) {
+            if s.write_all(&pings).is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    let run = run(
+        &["--ws", "-c1", "-m", &"x".repeat(1000), "-v", &addr, "-T2s"],
+        Duration::from_secs(10),
+    );
+    let cut_off = server.join().expect("server");
+    assert!(cut_off, "the flooding peer was never disconnected");
+    assert!(
+        run.stderr
+            .contains("pings faster than the pongs can be sent"),
+        "{}",
+        run.describe()
+    );
+}
+
+/// Client frames (masked) in `data`: (opcode, payload length) each.
+fn client_frames(mut data: &[u8]) -> Vec<(u8, usize)> {
+    let mut frames = Vec::new();
+    while data.len() >= 2 {
+        let op = data[0] & 0x0f;
+        let (len, head) = match data[1] & 0x7f {
+            126 if data.len() >= 4 => (usize::from(u16::from_be_bytes([data[2], data[3]])), 4),
+            127 if data.len() >= 10 => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&data[2..10]);
+                (u64::from_be_bytes(b) as usize, 10)
+            }
+            n if n < 126 => (usize::from(n), 2),
+            _ => break,
+        };
+        let total = head + 4 + len;
+        if data.len() < total {
+            break;
+        }
+        frames.push((op, len));
+        data = &data[total..];
+    }
+    frames
+}
+
+#[test]
+fn nothing_follows_our_close_frame() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = format!("127.0.0.1:{}", l.local_addr().expect("addr").port());
+    let server = std::thread::spawn(move || {
+        let mut s = accept_client(&l);
+        let mut all = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+        }
+        client_frames(&all)
+    });
+    let run = run(
+        &["--ws", "-c1", "-r", "5k", "-m", "hello", &addr, "-T1s"],
+        Duration::from_secs(8),
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    let frames = server.join().expect("server");
+    let close = frames
+        .iter()
+        .position(|(op, _)| *op == 0x8)
+        .unwrap_or_else(|| panic!("no close frame among {} frames", frames.len()));
+    assert!(close > 100, "only {close} data frames before the close");
+    assert_eq!(
+        close,
+        frames.len() - 1,
+        "frames after our close: {:?}",
+        &frames[close..]
+    );
+}
