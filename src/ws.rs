@@ -354,16 +354,37 @@ fn trim(bytes: &[u8]) -> &[u8] {
     bytes.get(start..end).unwrap_or(&[])
 }
 
-/// A handshake outcome reported again for bytes fed after it was known:
-/// none of them belong to the handshake.
-fn replay(outcome: Handshake) -> Handshake {
-    match outcome {
-        Handshake::Done { accept, .. } => Handshake::Done {
-            consumed: 0,
-            accept,
-        },
-        other => other,
+/// One step of a handshake reader: feeds `data` to the head and, once it
+/// is complete, judges it with `finish` (the accept value, if any, to
+/// answer with). Once the outcome is known it is reported again for later
+/// bytes, with `consumed: 0` for `Done`: none of them are handshake.
+fn advance(
+    head: &mut Head,
+    outcome: &mut Option<Handshake>,
+    data: &[u8],
+    finish: impl FnOnce(&Head) -> Result<Option<[u8; 28]>, WsError>,
+) -> Handshake {
+    if let Some(known) = *outcome {
+        return match known {
+            Handshake::Done { accept, .. } => Handshake::Done {
+                consumed: 0,
+                accept,
+            },
+            other => other,
+        };
     }
+    let result = match head.take(data) {
+        Ok(None) => return Handshake::NeedMore,
+        Ok(Some(consumed)) => match finish(head) {
+            Ok(accept) => Handshake::Done { consumed, accept },
+            Err(e) => Handshake::Failed(e),
+        },
+        Err(e) => Handshake::Failed(e),
+    };
+    // The head is not needed any more: free its buffer.
+    head.buf = Vec::new();
+    *outcome = Some(result);
+    result
 }
 
 /// Client side: reads the server's handshake response incrementally.
@@ -389,45 +410,33 @@ impl ResponseReader {
     /// repeat it (with `consumed: 0` for `Done`: none of those bytes are
     /// handshake).
     pub fn feed(&mut self, data: &[u8]) -> Handshake {
-        if let Some(outcome) = self.outcome {
-            return replay(outcome);
-        }
-        let outcome = match self.head.take(data) {
-            Ok(None) => return Handshake::NeedMore,
-            Ok(Some(consumed)) => match self.check() {
-                Ok(()) => Handshake::Done {
-                    consumed,
-                    accept: None,
-                },
-                Err(e) => Handshake::Failed(e),
-            },
-            Err(e) => Handshake::Failed(e),
-        };
-        self.head.buf = Vec::new();
-        self.outcome = Some(outcome);
-        outcome
+        let expected = self.expected;
+        advance(&mut self.head, &mut self.outcome, data, |head| {
+            check_response(head, &expected).map(|()| None)
+        })
     }
+}
 
-    fn check(&self) -> Result<(), WsError> {
-        let status = status_code(self.head.first_line()).ok_or(WsError::BadStatusLine)?;
-        if status != 101 {
-            return Err(WsError::Status(status));
-        }
-        let mut found = false;
-        self.head.headers(|name, value| {
-            if name.eq_ignore_ascii_case(b"sec-websocket-accept") {
-                if value != self.expected {
-                    return Err(WsError::BadAccept);
-                }
-                found = true;
+/// Checks a complete response head: status 101 and the expected accept.
+fn check_response(head: &Head, expected: &[u8; 28]) -> Result<(), WsError> {
+    let status = status_code(head.first_line()).ok_or(WsError::BadStatusLine)?;
+    if status != 101 {
+        return Err(WsError::Status(status));
+    }
+    let mut found = false;
+    head.headers(|name, value| {
+        if name.eq_ignore_ascii_case(b"sec-websocket-accept") {
+            if value != expected {
+                return Err(WsError::BadAccept);
             }
-            Ok(())
-        })?;
-        if found {
-            Ok(())
-        } else {
-            Err(WsError::MissingAccept)
+            found = true;
         }
+        Ok(())
+    })?;
+    if found {
+        Ok(())
+    } else {
+        Err(WsError::MissingAccept)
     }
 }
 
@@ -471,53 +480,40 @@ impl RequestReader {
     /// Feeds the next bytes read; see [`ResponseReader::feed`]. `Done`
     /// carries the accept value to reply with.
     pub fn feed(&mut self, data: &[u8]) -> Handshake {
-        if let Some(outcome) = self.outcome {
-            return replay(outcome);
-        }
-        let outcome = match self.head.take(data) {
-            Ok(None) => return Handshake::NeedMore,
-            Ok(Some(consumed)) => match self.key() {
-                Ok(accept) => Handshake::Done {
-                    consumed,
-                    accept: Some(accept),
-                },
-                Err(e) => Handshake::Failed(e),
-            },
-            Err(e) => Handshake::Failed(e),
-        };
-        self.head.buf = Vec::new();
-        self.outcome = Some(outcome);
-        outcome
+        advance(&mut self.head, &mut self.outcome, data, |head| {
+            request_accept(head).map(Some)
+        })
     }
+}
 
-    /// Checks the request and computes the accept value for its key.
-    fn key(&self) -> Result<[u8; 28], WsError> {
-        let mut parts = self.head.first_line().split(|&b| b == b' ');
-        let (method, target, version) = (parts.next(), parts.next(), parts.next());
-        match (method, target, version, parts.next()) {
-            (Some(b"GET"), Some(target), Some(version), None)
-                if !target.is_empty() && version.starts_with(b"HTTP/") => {}
-            (Some(method), ..) if method != b"GET" => return Err(WsError::NotGet),
-            _ => return Err(WsError::BadRequestLine),
-        }
-        let mut key = None;
-        self.head.headers(|name, value| {
-            if name.eq_ignore_ascii_case(b"sec-websocket-key") {
-                if key.is_some() {
-                    return Err(WsError::DuplicateKey);
-                }
-                key = Some(value);
-            }
-            Ok(())
-        })?;
-        let key = key.ok_or(WsError::MissingKey)?;
-        // Lenient like tcpkali (which takes up to 26 characters of any
-        // kind): any short run of visible characters is hashed.
-        if key.is_empty() || key.len() > MAX_KEY_LEN || !key.iter().all(u8::is_ascii_graphic) {
-            return Err(WsError::BadKey);
-        }
-        Ok(accept_key(key))
+/// Checks a complete request head and computes the accept value for its
+/// key.
+fn request_accept(head: &Head) -> Result<[u8; 28], WsError> {
+    let mut parts = head.first_line().split(|&b| b == b' ');
+    let (method, target, version) = (parts.next(), parts.next(), parts.next());
+    match (method, target, version, parts.next()) {
+        (Some(b"GET"), Some(target), Some(version), None)
+            if !target.is_empty() && version.starts_with(b"HTTP/") => {}
+        (Some(method), ..) if method != b"GET" => return Err(WsError::NotGet),
+        _ => return Err(WsError::BadRequestLine),
     }
+    let mut key = None;
+    head.headers(|name, value| {
+        if name.eq_ignore_ascii_case(b"sec-websocket-key") {
+            if key.is_some() {
+                return Err(WsError::DuplicateKey);
+            }
+            key = Some(value);
+        }
+        Ok(())
+    })?;
+    let key = key.ok_or(WsError::MissingKey)?;
+    // Lenient like tcpkali (which takes up to 26 characters of any
+    // kind): any short run of visible characters is hashed.
+    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.iter().all(u8::is_ascii_graphic) {
+        return Err(WsError::BadKey);
+    }
+    Ok(accept_key(key))
 }
 
 /// What [`FrameReader::feed`] found, in order.
