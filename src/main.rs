@@ -1,34 +1,19 @@
 //! tcpkali: a fast TCP and WebSocket load generator and sink.
 //!
-//! `main` only maps outcomes to exit statuses; the work is in `cli`
-//! (command line), `setup` (addresses), `supervisor` (processes, progress,
-//! summary) and `worker` (the reactor).
+//! `main` only maps outcomes to exit statuses. The layers, top down:
+//! `cli` (command line to configuration), `supervisor` (set-up, processes,
+//! progress, reports), `worker` (the reactor and each connection's traffic),
+//! `content` (what is sent) and `proto` (the byte stream's layers: TCP and
+//! WebSocket framing), with the stats region in the `tcpkali-ipc` crate.
 
 #[macro_use]
 mod diag;
 
 mod cli;
-mod config;
-mod conn;
 mod content;
-mod dump;
-mod expr;
-mod json;
-mod latency;
-mod monitor;
-mod pace;
-mod payload;
-mod rate_search;
-mod regexgen;
-mod report;
-mod results;
-mod setup;
-mod statsd;
+mod proto;
 mod supervisor;
-mod sys;
-mod units;
 mod worker;
-mod ws;
 
 use std::io::Write;
 
@@ -40,8 +25,8 @@ fn run() -> i32 {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     match words.first().map(String::as_str) {
-        Some("merge") => return results::merge_command(&words[1..]),
-        Some("monitor") => return monitor::run(&words[1..]),
+        Some("merge") => return supervisor::results::merge_command(&words[1..]),
+        Some("monitor") => return supervisor::monitor::run(&words[1..]),
         _ => {}
     }
     let parsed = match cli::parse(&args) {
@@ -59,7 +44,7 @@ fn run() -> i32 {
     for note in &parsed.notes {
         diag!("{note}");
     }
-    let plan = match setup::prepare(parsed.options) {
+    let plan = match supervisor::setup::prepare(parsed.options) {
         Ok(p) => p,
         Err(e) => {
             diag!("tcpkali: {e}");

@@ -1,10 +1,10 @@
 //! One connection's state: where it is in its life, what it has sent, and
 //! what the reactor last learned about its readiness.
 
-use crate::latency::{MarkerScan, MarkerTrack, StreamSearch};
-use crate::pace::Schedule;
-use crate::payload::Own;
-use crate::ws::{FrameReader, RequestReader, ResponseReader, WsError};
+use crate::content::payload::Own;
+use crate::proto::ws::{FrameReader, RequestReader, ResponseReader, WsError};
+use crate::worker::latency::{MarkerScan, MarkerTrack, StreamSearch};
+use crate::worker::pace::Schedule;
 use std::os::fd::OwnedFd;
 
 /// Which side opened the connection.

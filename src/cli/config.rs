@@ -3,9 +3,8 @@
 //! `cli` fills an [`Options`] from argv (no syscalls beyond reading message
 //! files); `setup` turns it into resolved addresses and sockets.
 
+use crate::content::expr::Template;
 use crate::content::Content;
-use crate::dump::DumpSpec;
-use crate::expr::Template;
 use std::time::Duration;
 
 /// Where to connect: one `host:port[/path]` operand as typed.
@@ -234,5 +233,24 @@ impl Options {
                 .collect(),
             body: self.messages.iter().map(|s| s.template.clone()).collect(),
         }
+    }
+}
+
+/// Which directions of which connections to dump (`-d`, `--dump-one*`,
+/// `--dump-all*`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DumpSpec {
+    /// One connection (worker 0's first, then its next new one).
+    pub one_in: bool,
+    pub one_out: bool,
+    /// Every connection.
+    pub all_in: bool,
+    pub all_out: bool,
+}
+
+impl DumpSpec {
+    /// Nothing is dumped.
+    pub fn is_off(&self) -> bool {
+        !(self.one_in || self.one_out || self.all_in || self.all_out)
     }
 }

@@ -2,36 +2,20 @@
 //! shown, and the printable form of their bytes, in tcpkali's format:
 //! `Snd(<fd>, <n>): [<printable>]` and `Rcv(<fd>, <n>): [<printable>]`.
 
-/// Which directions of which connections to show.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DumpSpec {
-    /// One connection (worker 0's first, then its next new one).
-    pub one_in: bool,
-    pub one_out: bool,
-    /// Every connection.
-    pub all_in: bool,
-    pub all_out: bool,
-}
+use crate::cli::config::DumpSpec;
 
 /// Bits of a connection's dump flags.
 pub const DUMP_IN: u8 = 1;
 pub const DUMP_OUT: u8 = 2;
 
-impl DumpSpec {
-    /// Nothing is dumped.
-    pub fn is_off(&self) -> bool {
-        !(self.one_in || self.one_out || self.all_in || self.all_out)
-    }
+/// Flags every connection gets.
+pub fn all_flags(spec: &DumpSpec) -> u8 {
+    (if spec.all_in { DUMP_IN } else { 0 }) | (if spec.all_out { DUMP_OUT } else { 0 })
+}
 
-    /// Flags every connection gets.
-    pub fn all_flags(&self) -> u8 {
-        (if self.all_in { DUMP_IN } else { 0 }) | (if self.all_out { DUMP_OUT } else { 0 })
-    }
-
-    /// Flags the single chosen connection gets.
-    pub fn one_flags(&self) -> u8 {
-        (if self.one_in { DUMP_IN } else { 0 }) | (if self.one_out { DUMP_OUT } else { 0 })
-    }
+/// Flags the single chosen connection gets.
+pub fn one_flags(spec: &DumpSpec) -> u8 {
+    (if spec.one_in { DUMP_IN } else { 0 }) | (if spec.one_out { DUMP_OUT } else { 0 })
 }
 
 /// Appends the printable form of `data`: printable ASCII as is, `\` as
@@ -114,8 +98,8 @@ mod tests {
             one_out: true,
             ..DumpSpec::default()
         };
-        assert_eq!(d.one_flags(), DUMP_IN | DUMP_OUT);
-        assert_eq!(d.all_flags(), 0);
+        assert_eq!(one_flags(&d), DUMP_IN | DUMP_OUT);
+        assert_eq!(all_flags(&d), 0);
         assert!(DumpSpec::default().is_off());
     }
 }

@@ -7,8 +7,9 @@
 //! and is kept in an array; data payloads are unmasked in the caller's
 //! buffer and never copied), and a claimed frame length is only a counter.
 //!
-//! Message frames themselves are built by the expression module
-//! (`expr::write_ws_frame`, `Piece::TextFrame`, `expr::ws_auto_frame`).
+//! Frame encoding ([`write_frame`], [`frame_header`]) lives here too; the
+//! expression module calls it to build message frames (`\{ws.*}`, and the
+//! automatic framing of `--ws` messages).
 
 use std::fmt;
 
@@ -774,6 +775,76 @@ impl FrameReader {
     }
 }
 
+/// The length of a WebSocket frame header for a payload of `len` bytes,
+/// including the masking key on the client side.
+pub fn frame_header_len(len: usize, client_side: bool) -> usize {
+    let base = if len <= 125 {
+        2
+    } else if len <= 0xffff {
+        4
+    } else {
+        10
+    };
+    if client_side {
+        base + 4
+    } else {
+        base
+    }
+}
+
+/// A WebSocket frame header (RFC 6455 §5.2) for a payload of `len` bytes:
+/// FIN, the RSV bits of `rsv` (0x70), the low 4 bits of `opcode`, the
+/// length in its shortest encoding and, with `mask`, the masking key.
+/// Returns the bytes and how many of them are used.
+pub fn frame_header(
+    fin: bool,
+    rsv: u8,
+    opcode: u8,
+    len: usize,
+    mask: Option<[u8; 4]>,
+) -> ([u8; 14], usize) {
+    let mut header = [0u8; 14];
+    header[0] = if fin { 0x80 } else { 0 } | (rsv & 0x70) | (opcode & 0x0f);
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    let mut n = 2;
+    if len <= 125 {
+        header[1] = mask_bit | len as u8;
+    } else if let Ok(short) = u16::try_from(len) {
+        header[1] = mask_bit | 126;
+        header[2..4].copy_from_slice(&short.to_be_bytes());
+        n = 4;
+    } else {
+        header[1] = mask_bit | 127;
+        header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        n = 10;
+    }
+    if let Some(key) = mask {
+        header[n..n + 4].copy_from_slice(&key);
+        n += 4;
+    }
+    (header, n)
+}
+
+/// Appends a WebSocket frame (RFC 6455 §5.2): FIN, the RSV bits of `rsv`
+/// (0x70), the low 4 bits of `opcode`, the length and, with `mask`, the
+/// masking key followed by the masked payload.
+pub fn write_frame(
+    out: &mut Vec<u8>,
+    fin: bool,
+    rsv: u8,
+    opcode: u8,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+) {
+    let (header, n) = frame_header(fin, rsv, opcode, payload.len(), mask);
+    out.extend_from_slice(header.get(..n).unwrap_or(&header));
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let (Some(key), Some(tail)) = (mask, out.get_mut(start..)) {
+        mask_in_place(tail, key, 0);
+    }
+}
+
 /// XOR-masks `data` in place with `key`, where `data` starts at byte
 /// `offset` of the frame payload; eight bytes at a time.
 pub fn mask_in_place(data: &mut [u8], key: [u8; 4], offset: usize) {
@@ -805,7 +876,7 @@ pub fn write_control(
 ) {
     let payload = payload.get(..MAX_CONTROL).unwrap_or(payload);
     let mask = client_side.then(|| rng.rand_u32().to_be_bytes());
-    crate::expr::write_ws_frame(out, true, 0, opcode, payload, mask);
+    write_frame(out, true, 0, opcode, payload, mask);
 }
 
 #[cfg(test)]
@@ -1231,7 +1302,7 @@ mod tests {
 
     fn frame(fin: bool, opcode: u8, payload: &[u8], key: Option<[u8; 4]>) -> Vec<u8> {
         let mut out = Vec::new();
-        crate::expr::write_ws_frame(&mut out, fin, 0, opcode, payload, key);
+        write_frame(&mut out, fin, 0, opcode, payload, key);
         out
     }
 
@@ -1244,11 +1315,7 @@ mod tests {
                 let key = masked.then(|| rng.rand_u32().to_be_bytes());
                 let mut data = frame(true, OP_BINARY, &payload, key);
                 let header = data.len() - len;
-                assert_eq!(
-                    header,
-                    crate::expr::ws_header_len(len, masked),
-                    "length {len}"
-                );
+                assert_eq!(header, frame_header_len(len, masked), "length {len}");
                 data.extend_from_slice(&frame(true, OP_PONG, b"", key));
                 let expected = {
                     let mut v = Vec::new();

@@ -1,16 +1,19 @@
 //! A worker process: one reactor over its share of the connections, writing
 //! its counters into its own slot of the stats region.
 
-use crate::conn::{self, CloseReason, Conn, Direction, Phase, SendPos, Slab, WsConn, WsPhase};
+use crate::cli::config::DumpSpec;
+use crate::content::expr::{self, RenderCtx, Scope, Template};
+use crate::content::payload::{Body, Generated, Own, Payload};
 use crate::content::Content;
-use crate::dump::{self, DumpSpec, DUMP_IN, DUMP_OUT};
-use crate::expr::{self, RenderCtx, Scope, Template};
-use crate::latency;
-use crate::latency::{MarkerTrack, MAX_OUTSTANDING};
-use crate::pace::{Pacer, Rate, Schedule};
-use crate::payload::{Body, Generated, Own, Payload};
-use crate::sys::{self, Bracketed, SockOpts};
-use crate::ws::{self, FrameEvent, FrameReader, Handshake, RequestReader, ResponseReader};
+use crate::proto::tcp::{self, Bracketed, SockOpts};
+use crate::proto::ws::{self, FrameEvent, FrameReader, Handshake, RequestReader, ResponseReader};
+use crate::worker::conn::{
+    self, CloseReason, Conn, Direction, Phase, SendPos, Slab, WsConn, WsPhase,
+};
+use crate::worker::dump::{self, DUMP_IN, DUMP_OUT};
+use crate::worker::latency;
+use crate::worker::latency::{MarkerTrack, MAX_OUTSTANDING};
+use crate::worker::pace::{Pacer, Rate, Schedule};
 use memchr::memmem::Finder;
 use polling::{Event, Events, PollMode, Poller};
 use std::cmp::Reverse;
@@ -452,7 +455,7 @@ impl Worker<'_> {
         self.counters().add(Counter::ConnsInitiated, 1);
         self.dest_stats[d].attempts += 1;
         let (fd, connected) =
-            match sys::start_connect(&addr, source.as_ref(), &self.shared.sockopts) {
+            match tcp::start_connect(&addr, source.as_ref(), &self.shared.sockopts) {
                 Ok(r) => r,
                 Err(e) => {
                     self.counters().add(Counter::ConnsFailed, 1);
@@ -461,7 +464,7 @@ impl Worker<'_> {
                         diag!(
                             "Connection to {} is not done: {}",
                             Bracketed(addr),
-                            sys::strerror(e)
+                            tcp::strerror(e)
                         );
                     }
                     return;
@@ -532,7 +535,7 @@ impl Worker<'_> {
             }
         }
         if verbose {
-            if let Some((local, peer)) = sys::endpoints(fd) {
+            if let Some((local, peer)) = tcp::endpoints(fd) {
                 diag!(
                     "Connection {} -> {} opened as {fd}",
                     Bracketed(local),
@@ -630,15 +633,19 @@ impl Worker<'_> {
         if spec.is_off() {
             return 0;
         }
-        let mut flags = spec.all_flags();
+        let mut flags = dump::all_flags(&spec);
         let eligible = match self.conns.get_mut(slot, gen).map(|c| c.dir) {
             Some(Direction::Out { .. }) => true,
             Some(Direction::In) => self.plan.destinations.is_empty(),
             None => false,
         };
-        if self.plan.index == 0 && self.dump_one.is_none() && eligible && spec.one_flags() != 0 {
+        if self.plan.index == 0
+            && self.dump_one.is_none()
+            && eligible
+            && dump::one_flags(&spec) != 0
+        {
             self.dump_one = Some((slot, gen));
-            flags |= spec.one_flags();
+            flags |= dump::one_flags(&spec);
         }
         flags
     }
@@ -650,7 +657,7 @@ impl Worker<'_> {
             return;
         };
         for _ in 0..ACCEPT_BUDGET {
-            let fd = match sys::accept(lfd) {
+            let fd = match tcp::accept(lfd) {
                 Ok(Some(fd)) => fd,
                 Ok(None) => return,
                 Err(nix::Error::EINTR) | Err(nix::Error::ECONNABORTED) => continue,
@@ -665,7 +672,7 @@ impl Worker<'_> {
                     if self.shared.verbosity >= 1 {
                         diag!(
                             "Accept failed, pausing the listener for 100 ms: {}",
-                            sys::strerror(e)
+                            tcp::strerror(e)
                         );
                     }
                     // SAFETY: the listener stays open; it is re-added later.
@@ -680,7 +687,7 @@ impl Worker<'_> {
                 }
                 Err(e) => {
                     if self.shared.verbosity >= 2 {
-                        diag!("Accept failed: {}", sys::strerror(e));
+                        diag!("Accept failed: {}", tcp::strerror(e));
                     }
                     return;
                 }
@@ -738,7 +745,7 @@ impl Worker<'_> {
             if !(ev.writable || failed) {
                 return;
             }
-            match sys::take_error(c.fd.as_raw_fd()) {
+            match tcp::take_error(c.fd.as_raw_fd()) {
                 None => self.established(slot, gen, now),
                 Some(e) => self.close(slot, gen, CloseReason::ConnectFailed(e)),
             }
@@ -876,7 +883,7 @@ impl Worker<'_> {
             if want == 0 {
                 break;
             }
-            match sys::recv(fd, &mut self.buf[..want]) {
+            match tcp::recv(fd, &mut self.buf[..want]) {
                 Ok(0) => {
                     result = Err(CloseReason::PeerClosed);
                     break;
@@ -1323,7 +1330,7 @@ impl Worker<'_> {
                 // tcpkali counts it); nothing more until the 101 arrives.
                 WsPhase::ClientRequest { request, sent, .. } => {
                     if *sent < request.len() {
-                        match sys::send(fd, &request[*sent..]) {
+                        match tcp::send(fd, &request[*sent..]) {
                             Ok(k) => {
                                 if dump_out {
                                     dump::emit(true, fd, &request[*sent..*sent + k]);
@@ -1345,7 +1352,7 @@ impl Worker<'_> {
                     // The 101 reply, written as is and not counted as
                     // sent (tcpkali's byte accounting).
                     if !wsc.reply.is_empty() {
-                        match sys::send(fd, &wsc.reply) {
+                        match tcp::send(fd, &wsc.reply) {
                             Ok(k) => {
                                 wsc.reply.drain(..k);
                             }
@@ -1423,7 +1430,7 @@ impl Worker<'_> {
                 let between = (w.pos.once_sent == 0 || w.pos.once_sent >= once.len())
                     && (!repeats || body.at_boundary(w.pos.cycle_off));
                 if between {
-                    match sys::send(w.fd, control) {
+                    match tcp::send(w.fd, control) {
                         Ok(n) => {
                             sent += n as u64;
                             writes += 1;
@@ -1484,11 +1491,11 @@ impl Worker<'_> {
             }
             let wanted = head.len() + chunk.len();
             let r = if head.is_empty() {
-                sys::send(w.fd, chunk)
+                tcp::send(w.fd, chunk)
             } else if chunk.is_empty() {
-                sys::send(w.fd, head)
+                tcp::send(w.fd, head)
             } else {
-                sys::send2(w.fd, head, chunk)
+                tcp::send2(w.fd, head, chunk)
             };
             match r {
                 Ok(n) => {
@@ -1627,7 +1634,7 @@ impl Worker<'_> {
         let peer = match c.dir {
             _ if self.shared.verbosity == 0 => None,
             Direction::Out { dest } => self.plan.destinations.get(dest as usize).map(|d| d.addr),
-            Direction::In => sys::endpoints(c.fd.as_raw_fd()).map(|(_, p)| p),
+            Direction::In => tcp::endpoints(c.fd.as_raw_fd()).map(|(_, p)| p),
         };
         match (c.dir, c.phase) {
             (Direction::Out { .. }, Phase::Connecting) => {
@@ -1661,7 +1668,7 @@ impl Worker<'_> {
         };
         match reason {
             CloseReason::ConnectFailed(e) | CloseReason::ReadError(e) if v >= 1 => {
-                diag!("Closing {peer}: {}", sys::strerror(e))
+                diag!("Closing {peer}: {}", tcp::strerror(e))
             }
             CloseReason::ConnectTimeout if v >= 1 => {
                 diag!("Connection to {peer} is being closed: Connection timed out")

@@ -11,15 +11,18 @@
 //! `-e` applies to all message options wherever it appears, `\\` unescapes
 //! to one backslash, and `-l` accepts port 65535 and `[v6]:port`.
 
+pub mod config;
+pub mod units;
+
 use std::ffi::OsString;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
-use crate::config::{DestSpec, ListenSpec, Options, Snippet};
+use crate::cli::config::{DestSpec, ListenSpec, Options, Snippet};
+use crate::cli::units::{fmt_g, UnitError};
+use crate::content::expr::{Piece, Template};
 use crate::content::{self, MessageFileError};
-use crate::expr::{Piece, Template};
-use crate::units::{self, fmt_g, UnitError};
 
 /// What the command line asked for.
 #[derive(Debug)]
@@ -1176,7 +1179,7 @@ impl State {
         // These two are unescaped first, then parsed (tcpkali's order).
         let unescaped = |raw: Vec<u8>, unescape: bool| {
             if unescape {
-                content::unescape(&raw)
+                crate::content::escape::unescape(&raw)
             } else {
                 raw
             }
@@ -1212,7 +1215,7 @@ impl State {
                 .iter_mut()
                 .chain(self.opts.messages.iter_mut())
             {
-                s.template = crate::expr::ws_auto_frame(&s.template);
+                s.template = crate::content::expr::ws_auto_frame(&s.template);
             }
         }
         if let Some(raw) = self.message_stop.take() {
@@ -1434,7 +1437,7 @@ mod tests {
     /// What a snippet renders to (client side, connection 1).
     fn render(t: &Template) -> Vec<u8> {
         let mut rng = oorandom::Rand32::new(1);
-        let mut ctx = crate::expr::RenderCtx {
+        let mut ctx = crate::content::expr::RenderCtx {
             uid: 1,
             ptr: 0,
             rng: &mut rng,

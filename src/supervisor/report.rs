@@ -1,7 +1,7 @@
 //! The text users and scripts read: the final summary (stdout) and the live
 //! progress line (stderr), in tcpkali's formats.
 
-use crate::units::fmt_g;
+use crate::cli::units::fmt_g;
 use hdrhistogram::Histogram;
 use tcpkali_ipc::{Counter, Gauge, Snapshot};
 

@@ -6,8 +6,8 @@
 //! base64: any HdrHistogram implementation reads them, and merging them is
 //! exact (percentiles cannot be averaged, histograms can be added).
 
-use crate::json::{obj, Value};
-use crate::report::{self, SummaryInput};
+use crate::supervisor::json::{obj, Value};
+use crate::supervisor::report::{self, SummaryInput};
 use base64::Engine as _;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;

@@ -1,18 +1,21 @@
 //! The process the user started: forks the workers, watches them, shows
 //! progress, decides when the run ends, and prints the summary.
 
-use crate::content::Content;
-use crate::expr::{Piece, RenderCtx, Scope, Template};
-use crate::latency;
-use crate::pace::Rate;
-use crate::payload::{Payload, MIN_CYCLE};
-use crate::rate_search::{RateSearch, Step};
-use crate::report::{self, Smoothed, SummaryInput};
-use crate::results::{self, IntervalLog, RunReport, WorkerFigures};
-use crate::setup::{self, Plan};
-use crate::statsd::{LatencyReport, Report as StatsdReport, Statsd, StatsdError};
-use crate::sys::{self, Bracketed, SockOpts};
-use crate::worker::{self, DestPlan, Marker, Shared, WorkerPlan, WsPlan};
+pub mod json;
+pub mod monitor;
+pub mod rate_search;
+pub mod report;
+pub mod results;
+pub mod setup;
+pub mod statsd;
+
+use crate::proto::tcp::{self, Bracketed, SockOpts};
+use crate::supervisor::rate_search::{RateSearch, Step};
+use crate::supervisor::report::{Smoothed, SummaryInput};
+use crate::supervisor::results::{IntervalLog, RunReport, WorkerFigures};
+use crate::supervisor::setup::Plan;
+use crate::supervisor::statsd::{LatencyReport, Report as StatsdReport, Statsd, StatsdError};
+use crate::worker::{self, Shared, WorkerPlan};
 use nix::sys::signal::{self, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
@@ -216,106 +219,13 @@ pub fn run(plan: Plan) -> i32 {
     }
 }
 
-/// Pre-renders static content for one side (client frames are masked,
-/// server frames are not).
-fn render_static(content: &Content, client_side: bool, rng: &mut oorandom::Rand32) -> Payload {
-    let mut ctx = RenderCtx {
-        uid: 0,
-        ptr: 0,
-        rng,
-        client_side,
-    };
-    let (mut once, mut message, mut markers) = (Vec::new(), Vec::new(), Vec::new());
-    content.render_once(&mut ctx, &mut once, &mut markers);
-    content.render_message(&mut ctx, &mut message, &mut markers);
-    Payload::new(once, &message, MIN_CYCLE)
-}
-
-fn build_shared(plan: &Plan) -> Shared {
-    let o = &plan.opts;
-    let content = o.content();
-    let is_static = content.scope() == Scope::Static;
-    let mut rng = oorandom::Rand32::new(latency::wall_micros());
-    // Connections render content with per-connection or per-message parts
-    // themselves; for static content the payloads are all there is.
-    let (client, server) = if is_static {
-        let client = render_static(&content, true, &mut rng);
-        let server = render_static(&content, false, &mut rng);
-        (
-            client,
-            o.listen_active.then_some(server).filter(|p| !p.is_empty()),
-        )
-    } else {
-        (Payload::default(), None)
-    };
-    let message_len = content.message_lengths(true).avg;
-    Shared {
-        client,
-        server,
-        content: (!is_static).then_some(content),
-        listen_active: o.listen_active,
-        sockopts: SockOpts {
-            nagle: o.nagle,
-            sndbuf: o.sndbuf,
-            rcvbuf: o.rcvbuf,
-        },
-        connect_timeout: o.connect_timeout,
-        lifetime: o.channel_lifetime,
-        delay_send: o.delay_send,
-        write_combine: o.write_combine,
-        verbosity: o.verbosity,
-        send_rate: match (o.message_rate, o.bandwidth_up) {
-            (Some(r), _) => Some(Rate::messages(r, message_len)),
-            (None, Some(bw)) => Some(Rate::bytes(bw)),
-            (None, None) => None,
-        },
-        message_len,
-        recv_rate: o.bandwidth_down.filter(|&bw| bw > 0.0).map(Rate::bytes),
-        never_read: o.bandwidth_down == Some(0.0),
-        dump: o.dump,
-        message_marker: o.message_marker,
-        latency_connect: o.latency.connect,
-        latency_first_byte: o.latency.first_byte,
-        marker: o
-            .latency
-            .marker
-            .as_ref()
-            .map(|t| match t.pieces.as_slice() {
-                [Piece::Bytes(b)] => Marker::Fixed(b.clone()),
-                _ if t.scope() == Scope::Static => {
-                    let mut ctx = RenderCtx {
-                        uid: 0,
-                        ptr: 0,
-                        rng: &mut rng,
-                        client_side: false,
-                    };
-                    let mut text = Vec::new();
-                    t.render(&mut ctx, &mut text, &mut Vec::new());
-                    Marker::Fixed(text)
-                }
-                _ => Marker::PerConnection(t.clone()),
-            }),
-        marker_skip: o.latency.marker_skip,
-        message_stop: o.message_stop.clone(),
-        ws: o.websocket.then(|| WsPlan {
-            path: o.ws_path.clone().unwrap_or(Template { pieces: Vec::new() }),
-            host: o
-                .destinations
-                .first()
-                .map(|d| d.host_port.as_bytes().to_vec())
-                .unwrap_or_default(),
-            headers: o.ws_headers.clone(),
-        }),
-    }
-}
-
 fn warn_buffers(plan: &Plan) {
     for (send, requested, name, sysctl) in [
         (true, plan.opts.sndbuf, "--sndbuf", "net.core.wmem_max"),
         (false, plan.opts.rcvbuf, "--rcvbuf", "net.core.rmem_max"),
     ] {
         let Some(req) = requested else { continue };
-        if let Some(got) = sys::effective_buffer(send, req) {
+        if let Some(got) = tcp::effective_buffer(send, req) {
             // Linux reports twice the usable size it granted.
             if got / 2 < req {
                 diag!(
@@ -328,7 +238,7 @@ fn warn_buffers(plan: &Plan) {
 }
 
 fn warn_fd_limit(plan: &Plan) {
-    let (soft, _hard) = sys::raise_nofile();
+    let (soft, _hard) = tcp::raise_nofile();
     let per_worker = setup::share(plan.opts.connections, plan.workers, 0);
     // A self-loop holds both ends of each connection in the same workers.
     let ends = if plan.listen.is_empty() { 1 } else { 2 };
@@ -360,7 +270,7 @@ impl Supervisor {
         remove_stale_regions();
         warn_fd_limit(&plan);
         warn_buffers(&plan);
-        let shared = build_shared(&plan);
+        let shared = setup::shared(&plan);
         let opts = SockOpts {
             nagle: plan.opts.nagle,
             sndbuf: plan.opts.sndbuf,
@@ -373,7 +283,7 @@ impl Supervisor {
         // silently: SO_REUSEPORT groups share ports between sockets of one
         // user. A plain bind tells.
         for addr in &plan.listen {
-            if let Err(e) = sys::probe_bind(addr) {
+            if let Err(e) = tcp::probe_bind(addr) {
                 if e.raw_os_error() != Some(libc::EAFNOSUPPORT) {
                     return Err(StartError::Bind(Bracketed(*addr).to_string(), e));
                 }
@@ -382,7 +292,7 @@ impl Supervisor {
         for addr in &plan.listen {
             let mut opened = Vec::new();
             for _ in 0..plan.workers {
-                match sys::listen_reuseport(addr, &opts, LISTEN_BACKLOG) {
+                match tcp::listen_reuseport(addr, &opts, LISTEN_BACKLOG) {
                     Ok(fd) => opened.push(fd),
                     // An unspecified IPv6 address on a host without IPv6.
                     Err(e)
@@ -404,33 +314,7 @@ impl Supervisor {
                 listeners.push(fd);
             }
         }
-        let cpus = sys::allowed_cpus();
-        let worker_plans = (0..plan.workers)
-            .map(|i| {
-                let connections = setup::share(plan.opts.connections, plan.workers, i);
-                let connect_rate = if plan.opts.connections == 0 {
-                    0.0
-                } else {
-                    plan.opts.connect_rate * connections as f64 / plan.opts.connections as f64
-                };
-                WorkerPlan {
-                    index: i,
-                    connections,
-                    connect_rate,
-                    destinations: plan
-                        .destinations
-                        .iter()
-                        .zip(&plan.sources)
-                        .map(|(addr, sources)| DestPlan {
-                            addr: *addr,
-                            sources: setup::source_subset(sources, plan.workers, i),
-                        })
-                        .collect(),
-                    listeners: per_worker[i].clone(),
-                    cpu: plan.opts.pin.then(|| cpus[i % cpus.len().max(1)]),
-                }
-            })
-            .collect();
+        let worker_plans = setup::worker_plans(&plan, &per_worker);
         let region = Region::create(&region_name(std::process::id()), plan.workers)
             .map_err(StartError::Region)?;
         install_signal_handlers().map_err(StartError::Signals)?;
@@ -712,7 +596,7 @@ impl Supervisor {
                 self.say(&format!(
                     "Could not create {n} connection{} in allotted time ({}s)",
                     if n == 1 { "" } else { "s" },
-                    crate::units::fmt_g(secs)
+                    crate::cli::units::fmt_g(secs)
                 ));
                 return 1;
             }
@@ -760,7 +644,7 @@ impl Supervisor {
                 Ending::SearchFound(rate) => {
                     text += &format!(
                         "Best --message-rate for latency {target}\u{2079}\u{2075}\u{1d56} is {}\n",
-                        crate::units::fmt_g(rate)
+                        crate::cli::units::fmt_g(rate)
                     );
                 }
                 Ending::SearchFailed => {
@@ -773,7 +657,7 @@ impl Supervisor {
                     let secs = self.plan.opts.duration.map_or(0.0, |d| d.as_secs_f64());
                     self.say(&format!(
                         "Failed to find the best --message-rate for latency {target} in -T{} seconds",
-                        crate::units::fmt_g(secs)
+                        crate::cli::units::fmt_g(secs)
                     ));
                     status = 69;
                 }
@@ -908,12 +792,12 @@ impl Supervisor {
                     if v.is_infinite() {
                         "inf".to_string()
                     } else {
-                        crate::units::fmt_g(v)
+                        crate::cli::units::fmt_g(v)
                     }
                 };
                 self.say(&format!(
                     "Attempting --message-rate {} (in range {}..{})",
-                    crate::units::fmt_g(rate),
+                    crate::cli::units::fmt_g(rate),
                     show(lo),
                     show(hi)
                 ));
@@ -1100,7 +984,7 @@ impl Supervisor {
             Fault::MessageStop => {
                 let stop = self.plan.opts.message_stop.as_deref().unwrap_or_default();
                 let mut text = String::from("Found --message-stop=\"");
-                crate::dump::printable_into(&mut text, stop, true);
+                crate::worker::dump::printable_into(&mut text, stop, true);
                 text += "\", aborting.\n";
                 let mut out = io::stdout();
                 let _ = out.write_all(text.as_bytes());
@@ -1167,7 +1051,10 @@ impl Supervisor {
             let wait = if life.backoff.is_zero() {
                 String::new()
             } else {
-                format!(" in {} s", crate::units::fmt_g(life.backoff.as_secs_f64()))
+                format!(
+                    " in {} s",
+                    crate::cli::units::fmt_g(life.backoff.as_secs_f64())
+                )
             };
             self.say(&format!(
                 "Worker {i} (pid {pid}) {what}; restarting it{wait} (restart {restarts})."

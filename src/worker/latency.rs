@@ -3,7 +3,7 @@
 //! found by a streaming matcher that carries its state across reads, so a
 //! token split between two reads still counts once.
 
-use crate::expr::MARKER_PREFIX as PREFIX;
+use crate::content::expr::MARKER_PREFIX as PREFIX;
 use memchr::memchr;
 use memchr::memmem::Finder;
 use std::collections::VecDeque;

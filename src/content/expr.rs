@@ -20,7 +20,7 @@
 //!   `rsv2`, `rsv3` or `...` (clears FIN).
 //!
 //! Quoted strings (`"…"`, `\"` for a quote) are always unescaped with
-//! [`crate::content::unescape`]; with `-e` the literal runs are unescaped
+//! [`crate::content::escape::unescape`]; with `-e` the literal runs are unescaped
 //! too. A quoted string is unescaped once only, with or without `-e`, and
 //! file contents never are.
 //!
@@ -36,8 +36,9 @@ use std::os::unix::ffi::OsStrExt;
 
 use oorandom::Rand32;
 
-use crate::content::unescape;
-use crate::regexgen::{self, printable, Regex};
+use crate::content::escape::unescape;
+use crate::content::regexgen::{self, printable, Regex};
+use crate::proto::ws;
 
 /// The bytes every message marker starts with.
 pub const MARKER_PREFIX: &[u8] = b"TCPKaliMsgTS-";
@@ -219,14 +220,14 @@ impl Piece {
                 avg: re.avg_len(),
             },
             Piece::MessageMarker => exact(MARKER_LEN),
-            Piece::WsFrame { payload, .. } => {
-                exact(ws_header_len(payload.len(), client_side).saturating_add(payload.len()))
-            }
+            Piece::WsFrame { payload, .. } => exact(
+                ws::frame_header_len(payload.len(), client_side).saturating_add(payload.len()),
+            ),
             Piece::Raw(inner) => sum_lengths(inner, client_side),
             Piece::TextFrame(inner) => {
                 // The header grows with the length, so each bound is exact.
                 let payload = sum_lengths(inner, client_side);
-                let framed = |n: usize| n.saturating_add(ws_header_len(n, client_side));
+                let framed = |n: usize| n.saturating_add(ws::frame_header_len(n, client_side));
                 Lengths {
                     min: framed(payload.min),
                     max: framed(payload.max),
@@ -290,76 +291,6 @@ fn modulo_lengths(m: u64) -> Lengths {
         min: 1,
         max: decimal_len(m - 1),
         avg: usize::try_from(avg).unwrap_or(usize::MAX),
-    }
-}
-
-/// The length of a WebSocket frame header for a payload of `len` bytes,
-/// including the masking key on the client side.
-pub fn ws_header_len(len: usize, client_side: bool) -> usize {
-    let base = if len <= 125 {
-        2
-    } else if len <= 0xffff {
-        4
-    } else {
-        10
-    };
-    if client_side {
-        base + 4
-    } else {
-        base
-    }
-}
-
-/// A WebSocket frame header (RFC 6455 §5.2) for a payload of `len` bytes:
-/// FIN, the RSV bits of `rsv` (0x70), the low 4 bits of `opcode`, the
-/// length in its shortest encoding and, with `mask`, the masking key.
-/// Returns the bytes and how many of them are used.
-fn ws_header(
-    fin: bool,
-    rsv: u8,
-    opcode: u8,
-    len: usize,
-    mask: Option<[u8; 4]>,
-) -> ([u8; 14], usize) {
-    let mut header = [0u8; 14];
-    header[0] = if fin { 0x80 } else { 0 } | (rsv & 0x70) | (opcode & 0x0f);
-    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    let mut n = 2;
-    if len <= 125 {
-        header[1] = mask_bit | len as u8;
-    } else if let Ok(short) = u16::try_from(len) {
-        header[1] = mask_bit | 126;
-        header[2..4].copy_from_slice(&short.to_be_bytes());
-        n = 4;
-    } else {
-        header[1] = mask_bit | 127;
-        header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-        n = 10;
-    }
-    if let Some(key) = mask {
-        header[n..n + 4].copy_from_slice(&key);
-        n += 4;
-    }
-    (header, n)
-}
-
-/// Appends a WebSocket frame (RFC 6455 §5.2): FIN, the RSV bits of `rsv`
-/// (0x70), the low 4 bits of `opcode`, the length and, with `mask`, the
-/// masking key followed by the masked payload.
-pub fn write_ws_frame(
-    out: &mut Vec<u8>,
-    fin: bool,
-    rsv: u8,
-    opcode: u8,
-    payload: &[u8],
-    mask: Option<[u8; 4]>,
-) {
-    let (header, n) = ws_header(fin, rsv, opcode, payload.len(), mask);
-    out.extend_from_slice(header.get(..n).unwrap_or(&header));
-    let start = out.len();
-    out.extend_from_slice(payload);
-    if let (Some(key), Some(tail)) = (mask, out.get_mut(start..)) {
-        crate::ws::mask_in_place(tail, key, 0);
     }
 }
 
@@ -504,7 +435,7 @@ fn render_piece(
             } else {
                 None
             };
-            write_ws_frame(out, *fin, *rsv, *opcode, payload, mask);
+            ws::write_frame(out, *fin, *rsv, *opcode, payload, mask);
         }
         Piece::Raw(inner) => {
             for piece in inner {
@@ -536,14 +467,14 @@ fn render_text_frame(
     let start = out.len();
     let first_marker = markers.len();
     let shortest = sum_lengths(inner, ctx.client_side).min;
-    let mut room = ws_header_len(shortest, ctx.client_side);
+    let mut room = ws::frame_header_len(shortest, ctx.client_side);
     out.resize(start + room, 0);
     for piece in inner {
         render_piece(piece, ctx, out, markers);
     }
     let payload_at = start + room;
     let len = out.len() - payload_at;
-    let needed = ws_header_len(len, ctx.client_side);
+    let needed = ws::frame_header_len(len, ctx.client_side);
     if needed > room {
         let grow = needed - room;
         out.splice(payload_at..payload_at, std::iter::repeat_n(0u8, grow));
@@ -567,7 +498,7 @@ fn render_text_frame(
     } else {
         Some(ctx.rng.rand_u32().to_be_bytes())
     };
-    let (header, n) = ws_header(true, 0, 0x1, len, mask);
+    let (header, n) = ws::frame_header(true, 0, 0x1, len, mask);
     if let (Some(slot), Some(bytes)) = (out.get_mut(start..start + room), header.get(..n)) {
         if slot.len() == bytes.len() {
             slot.copy_from_slice(bytes);
@@ -575,7 +506,7 @@ fn render_text_frame(
     }
     if let (Some(key), Some(payload)) = (mask, out.get_mut(start + room..)) {
         if key != [0; 4] {
-            crate::ws::mask_in_place(payload, key, 0);
+            crate::proto::ws::mask_in_place(payload, key, 0);
         }
     }
 }
@@ -621,7 +552,7 @@ impl Template {
         let literal = |from: usize, to: usize| {
             let run = data.get(from..to).unwrap_or(&[]);
             if unescape {
-                Piece::Bytes(crate::content::unescape(run))
+                Piece::Bytes(crate::content::escape::unescape(run))
             } else {
                 Piece::Bytes(run.to_vec())
             }
@@ -1877,7 +1808,7 @@ mod tests {
     /// The frames in `data` (as sent by the given side): (opcode, payload)
     /// of each, checked by the WebSocket parser.
     fn frames_in(data: &[u8], client_side: bool) -> Vec<(u8, Vec<u8>)> {
-        use crate::ws::{FrameEvent, FrameReader};
+        use crate::proto::ws::{FrameEvent, FrameReader};
         let mut reader = FrameReader::new(client_side);
         let mut frames = Vec::new();
         let mut payload = Vec::new();

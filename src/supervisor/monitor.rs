@@ -3,7 +3,7 @@
 //! which it refuses when the magic or layout version differ, and prints a
 //! timestamped progress line every second until the run ends.
 
-use crate::report::{self, Smoothed};
+use crate::supervisor::report::{self, Smoothed};
 use std::time::{Duration, Instant, SystemTime};
 use tcpkali_ipc::{region_name, Counter, Region};
 

@@ -2,11 +2,18 @@
 //! addresses, choose source addresses, size the worker pool, and print the
 //! start-up lines tcpkali prints.
 
-use crate::config::Options;
-use crate::sys::{self, Bracketed};
+use crate::cli::config::Options;
+use crate::content::expr::{Piece, RenderCtx, Scope, Template};
+use crate::content::payload::{Payload, MIN_CYCLE};
+use crate::content::Content;
+use crate::proto::tcp::{self, Bracketed, SockOpts};
+use crate::worker::latency;
+use crate::worker::pace::Rate;
+use crate::worker::{DestPlan, Marker, Shared, WorkerPlan, WsPlan};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::RawFd;
 
 /// A run, resolved against this host.
 #[derive(Debug, Clone)]
@@ -84,12 +91,12 @@ pub fn default_workers(opts: &Options, cpus: usize) -> usize {
 pub fn prepare(opts: Options) -> Result<Plan, SetupError> {
     let workers = opts
         .workers
-        .unwrap_or_else(|| default_workers(&opts, sys::allowed_cpus().len()));
+        .unwrap_or_else(|| default_workers(&opts, tcp::allowed_cpus().len()));
     let mut destinations = Vec::new();
     for d in &opts.destinations {
         let operand = format!("{}:{}", d.host, d.port);
         let addrs =
-            sys::resolve(Some(&d.host), &d.port, false).map_err(|reason| SetupError::Resolve {
+            tcp::resolve(Some(&d.host), &d.port, false).map_err(|reason| SetupError::Resolve {
                 operand: d.host_port.clone(),
                 reason,
             })?;
@@ -115,7 +122,7 @@ pub fn prepare(opts: Options) -> Result<Plan, SetupError> {
         Some(l) => {
             let port = l.port.to_string();
             let addrs = match &l.host {
-                Some(h) => sys::resolve(Some(h), &port, true),
+                Some(h) => tcp::resolve(Some(h), &port, true),
                 None => Ok(vec![
                     SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), l.port),
                     SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), l.port),
@@ -148,7 +155,7 @@ fn given_sources(
     for v in values {
         let ips: Vec<IpAddr> = match v.parse::<IpAddr>() {
             Ok(ip) => vec![ip],
-            Err(_) => sys::resolve(Some(v), "0", true)
+            Err(_) => tcp::resolve(Some(v), "0", true)
                 .map_err(|reason| SetupError::SourceIp {
                     value: v.clone(),
                     reason,
@@ -158,7 +165,7 @@ fn given_sources(
                 .collect(),
         };
         for ip in ips {
-            sys::is_local(ip).map_err(|e| SetupError::SourceIp {
+            tcp::is_local(ip).map_err(|e| SetupError::SourceIp {
                 value: v.clone(),
                 reason: e.to_string(),
             })?;
@@ -190,13 +197,13 @@ fn given_sources(
 /// that interface's addresses of the destination's family. A single address
 /// is what the kernel would choose anyway, so it is not bound explicitly.
 fn detect_sources(dests: &[SocketAddr]) -> Vec<Vec<SocketAddr>> {
-    let ifaces = match sys::interface_addresses() {
+    let ifaces = match tcp::interface_addresses() {
         Ok(i) => i,
         Err(e) => {
             if !dests.is_empty() {
                 diag!(
                     "WARNING: Can't enumerate interfaces, won't use multiple source IPs: {}",
-                    sys::strerror(e)
+                    tcp::strerror(e)
                 );
             }
             return vec![Vec::new(); dests.len()];
@@ -206,7 +213,7 @@ fn detect_sources(dests: &[SocketAddr]) -> Vec<Vec<SocketAddr>> {
     dests
         .iter()
         .map(|d| {
-            let Ok(local) = sys::route_source(d) else {
+            let Ok(local) = tcp::route_source(d) else {
                 diag!(
                     "WARNING: Can't determine local interface to connect to {}",
                     Bracketed(*d)
@@ -216,12 +223,12 @@ fn detect_sources(dests: &[SocketAddr]) -> Vec<Vec<SocketAddr>> {
             let Some(owner) = ifaces.iter().find(|i| i.ip == local) else {
                 return Vec::new();
             };
-            let base = sys::base_ifname(&owner.name);
+            let base = tcp::base_ifname(&owner.name);
             let mut addrs = Vec::new();
             for i in &ifaces {
                 let link_local =
                     matches!(i.ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
-                if sys::base_ifname(&i.name) != base || i.ip.is_ipv4() != d.is_ipv4() || link_local
+                if tcp::base_ifname(&i.name) != base || i.ip.is_ipv4() != d.is_ipv4() || link_local
                 {
                     continue;
                 }
@@ -268,6 +275,132 @@ pub fn source_subset(sources: &[SocketAddr], workers: usize, i: usize) -> Vec<So
         .collect()
 }
 
+/// Pre-renders static content for one side (client frames are masked,
+/// server frames are not).
+fn render_static(content: &Content, client_side: bool, rng: &mut oorandom::Rand32) -> Payload {
+    let mut ctx = RenderCtx {
+        uid: 0,
+        ptr: 0,
+        rng,
+        client_side,
+    };
+    let (mut once, mut message, mut markers) = (Vec::new(), Vec::new(), Vec::new());
+    content.render_once(&mut ctx, &mut once, &mut markers);
+    content.render_message(&mut ctx, &mut message, &mut markers);
+    Payload::new(once, &message, MIN_CYCLE)
+}
+
+/// What every worker does alike, built once before the first fork.
+pub fn shared(plan: &Plan) -> Shared {
+    let o = &plan.opts;
+    let content = o.content();
+    let is_static = content.scope() == Scope::Static;
+    let mut rng = oorandom::Rand32::new(latency::wall_micros());
+    // Connections render content with per-connection or per-message parts
+    // themselves; for static content the payloads are all there is.
+    let (client, server) = if is_static {
+        let client = render_static(&content, true, &mut rng);
+        let server = render_static(&content, false, &mut rng);
+        (
+            client,
+            o.listen_active.then_some(server).filter(|p| !p.is_empty()),
+        )
+    } else {
+        (Payload::default(), None)
+    };
+    let message_len = content.message_lengths(true).avg;
+    Shared {
+        client,
+        server,
+        content: (!is_static).then_some(content),
+        listen_active: o.listen_active,
+        sockopts: SockOpts {
+            nagle: o.nagle,
+            sndbuf: o.sndbuf,
+            rcvbuf: o.rcvbuf,
+        },
+        connect_timeout: o.connect_timeout,
+        lifetime: o.channel_lifetime,
+        delay_send: o.delay_send,
+        write_combine: o.write_combine,
+        verbosity: o.verbosity,
+        send_rate: match (o.message_rate, o.bandwidth_up) {
+            (Some(r), _) => Some(Rate::messages(r, message_len)),
+            (None, Some(bw)) => Some(Rate::bytes(bw)),
+            (None, None) => None,
+        },
+        message_len,
+        recv_rate: o.bandwidth_down.filter(|&bw| bw > 0.0).map(Rate::bytes),
+        never_read: o.bandwidth_down == Some(0.0),
+        dump: o.dump,
+        message_marker: o.message_marker,
+        latency_connect: o.latency.connect,
+        latency_first_byte: o.latency.first_byte,
+        marker: o
+            .latency
+            .marker
+            .as_ref()
+            .map(|t| match t.pieces.as_slice() {
+                [Piece::Bytes(b)] => Marker::Fixed(b.clone()),
+                _ if t.scope() == Scope::Static => {
+                    let mut ctx = RenderCtx {
+                        uid: 0,
+                        ptr: 0,
+                        rng: &mut rng,
+                        client_side: false,
+                    };
+                    let mut text = Vec::new();
+                    t.render(&mut ctx, &mut text, &mut Vec::new());
+                    Marker::Fixed(text)
+                }
+                _ => Marker::PerConnection(t.clone()),
+            }),
+        marker_skip: o.latency.marker_skip,
+        message_stop: o.message_stop.clone(),
+        ws: o.websocket.then(|| WsPlan {
+            path: o.ws_path.clone().unwrap_or(Template { pieces: Vec::new() }),
+            host: o
+                .destinations
+                .first()
+                .map(|d| d.host_port.as_bytes().to_vec())
+                .unwrap_or_default(),
+            headers: o.ws_headers.clone(),
+        }),
+    }
+}
+
+/// Each worker's share of the run: its connections, connect rate, source
+/// addresses and the listeners (`listeners[i]`) it accepts from.
+pub fn worker_plans(plan: &Plan, listeners: &[Vec<RawFd>]) -> Vec<WorkerPlan> {
+    let cpus = tcp::allowed_cpus();
+    (0..plan.workers)
+        .map(|i| {
+            let connections = share(plan.opts.connections, plan.workers, i);
+            let connect_rate = if plan.opts.connections == 0 {
+                0.0
+            } else {
+                plan.opts.connect_rate * connections as f64 / plan.opts.connections as f64
+            };
+            WorkerPlan {
+                index: i,
+                connections,
+                connect_rate,
+                destinations: plan
+                    .destinations
+                    .iter()
+                    .zip(&plan.sources)
+                    .map(|(addr, sources)| DestPlan {
+                        addr: *addr,
+                        sources: source_subset(sources, plan.workers, i),
+                    })
+                    .collect(),
+                listeners: listeners.get(i).cloned().unwrap_or_default(),
+                cpu: plan.opts.pin.then(|| cpus[i % cpus.len().max(1)]),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,7 +435,7 @@ mod tests {
         assert_eq!(default_workers(&opts, 2), 1);
         let listening = Options {
             connections: 1,
-            listen: Some(crate::config::ListenSpec {
+            listen: Some(crate::cli::config::ListenSpec {
                 host: None,
                 port: 1,
             }),
@@ -314,11 +447,11 @@ mod tests {
     #[test]
     fn destinations_resolve_short_forms_and_ipv6() {
         assert_eq!(
-            sys::resolve(Some("127.1"), "80", false).expect("127.1"),
+            tcp::resolve(Some("127.1"), "80", false).expect("127.1"),
             vec!["127.0.0.1:80".parse::<SocketAddr>().expect("addr")]
         );
         assert_eq!(
-            sys::resolve(Some("::1"), "8080", false).expect("::1"),
+            tcp::resolve(Some("::1"), "8080", false).expect("::1"),
             vec!["[::1]:8080".parse::<SocketAddr>().expect("addr")]
         );
     }
