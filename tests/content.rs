@@ -186,10 +186,20 @@ fn message_file_arrives_whole(size: usize) {
     let sink = common::SinkServer::start();
     let addr = sink.addr();
     let file = path.to_str().expect("utf-8 path").to_string();
-    // One message per second: the first goes out at connect, the run ends
-    // before the second.
+    // Exactly one message: a pipeline of one whose answer (a marker the
+    // sink never sends) never comes.
     let run = run(
-        &["-c1", "-r1", "-f", &file, &addr, "-T0.5s"],
+        &[
+            "-c1",
+            "-f",
+            &file,
+            "--pipeline",
+            "1",
+            "--latency-marker",
+            "never-answered",
+            &addr,
+            "-T0.5s",
+        ],
         Duration::from_secs(6),
     );
     std::thread::sleep(Duration::from_millis(200));

@@ -241,3 +241,249 @@ fn message_rate_and_upstream_bandwidth_together_are_refused() {
         run.describe()
     );
 }
+
+/// Sizes of the writes `--dump-one-out` shows for a one-connection
+/// self-loop sending `x` at `rate`.
+fn dumped_write_sizes(rate: &str) -> Vec<usize> {
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let run = run(
+        &[
+            "-l",
+            &listen,
+            "-c1",
+            "-w1",
+            "-r",
+            rate,
+            "-m",
+            "x",
+            "--dump-one-out",
+            &listen,
+            "-T1s",
+        ],
+        Duration::from_secs(6),
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    run.stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("Snd("))
+        .filter_map(|l| l.split(", ").nth(1)?.split(')').next()?.parse().ok())
+        .collect()
+}
+
+/// The share of `sizes` that are exactly `n`.
+fn share_of(sizes: &[usize], n: usize) -> f64 {
+    sizes.iter().filter(|&&s| s == n).count() as f64 / sizes.len().max(1) as f64
+}
+
+/// tcpkali's granularity: a 1 ms tick carries every whole message due by
+/// then, so `-r20` writes one message at a time, `-r2k` two, `-r15k`
+/// fifteen (a tick a busy machine missed is caught up in the next write).
+#[test]
+fn each_write_carries_the_messages_of_one_tick() {
+    let at_20 = dumped_write_sizes("20");
+    assert!((18..=22).contains(&at_20.len()), "{at_20:?}");
+    assert!(at_20.iter().all(|&n| n == 1), "{at_20:?}");
+    let at_2k = dumped_write_sizes("2k");
+    assert!(share_of(&at_2k, 2) >= 0.8, "{at_2k:?}");
+    assert!(share_of(&at_2k, 1) <= 0.05, "hardly ever one: {at_2k:?}");
+    let at_15k = dumped_write_sizes("15k");
+    assert!(share_of(&at_15k, 15) >= 0.8, "{at_15k:?}");
+    let total: usize = at_15k.iter().sum();
+    assert!(
+        (14_700..=15_300).contains(&total),
+        "{total} messages in 1 s"
+    );
+}
+
+/// `-T` ends on its deadline, not on the next progress tick after it.
+#[test]
+fn a_run_ends_on_its_deadline() {
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let run = run(
+        &[
+            "-l", &listen, "-c2", "-r", "100", "-m", "x", &listen, "-T3s",
+        ],
+        Duration::from_secs(8),
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    let s = summary_of(&run);
+    assert!((3.0..=3.015).contains(&s.duration), "{} s", s.duration);
+}
+
+/// The wall-clock send stamps (µs) of the first `want` requests that reach
+/// a server, read from their `\{message.marker}`s.
+fn stamp_collector(want: usize) -> (String, std::sync::mpsc::Receiver<Vec<u64>>) {
+    use std::sync::{Arc, Mutex};
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = format!("127.0.0.1:{}", l.local_addr().expect("addr").port());
+    let stamps: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for stream in l.incoming() {
+            let Ok(mut s) = stream else { return };
+            let stamps = Arc::clone(&stamps);
+            let tx = tx.clone();
+            thread::spawn(move || {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    pending.extend_from_slice(&buf[..n]);
+                    const PREFIX: &[u8] = b"TCPKaliMsgTS-";
+                    while let Some(at) = pending.windows(PREFIX.len()).position(|w| w == PREFIX) {
+                        let Some(hex) = pending.get(at + PREFIX.len()..at + PREFIX.len() + 16)
+                        else {
+                            break;
+                        };
+                        let stamp = std::str::from_utf8(hex)
+                            .ok()
+                            .and_then(|h| u64::from_str_radix(h, 16).ok())
+                            .unwrap_or(0);
+                        pending.drain(..at + PREFIX.len() + 16);
+                        let mut all = stamps.lock().unwrap_or_else(|e| e.into_inner());
+                        all.push(stamp);
+                        if all.len() == want {
+                            let _ = tx.send(all.clone());
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// Connections opened together start their schedules at phases of their
+/// own: the first 200 requests of 20 connections at 50/s each, opened
+/// within 2 ms, are spread over the interval (lockstep puts 10-20 of them
+/// in one millisecond). Send times come from the requests' own stamps, so
+/// the server's scheduling cannot bunch them.
+#[test]
+fn connections_opened_together_do_not_send_in_lockstep() {
+    let (addr, rx) = stamp_collector(200);
+    let run = run(
+        &[
+            "-c20",
+            "-r",
+            "50",
+            "--connect-rate",
+            "10k",
+            "-em",
+            "\\{message.marker}\\n",
+            &addr,
+            "-T1s",
+        ],
+        Duration::from_secs(6),
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    let mut stamps = rx
+        .recv_timeout(Duration::from_secs(2))
+        .expect("200 requests arrived");
+    stamps.sort_unstable();
+    let most = (0..stamps.len())
+        .map(|i| {
+            stamps[i..]
+                .iter()
+                .take_while(|&&t| t < stamps[i] + 1000)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        most <= 8,
+        "{most} requests were sent within one millisecond"
+    );
+}
+
+/// A server that answers each `PING\n` with `PONG\n` but stops reading
+/// for `pause` after its first half second.
+fn stalling_server(pause: Duration) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = format!("127.0.0.1:{}", l.local_addr().expect("addr").port());
+    thread::spawn(move || {
+        for stream in l.incoming() {
+            let Ok(mut s) = stream else { return };
+            thread::spawn(move || {
+                use std::io::Write;
+                let start = Instant::now();
+                let mut stalled = false;
+                let mut carry = Vec::new();
+                let mut buf = vec![0u8; 65536];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    carry.extend_from_slice(&buf[..n]);
+                    let pings = carry.windows(5).filter(|w| w == b"PING\n").count();
+                    let keep = carry.len().saturating_sub(4);
+                    carry.drain(..keep);
+                    if s.write_all(&b"PONG\n".repeat(pings)).is_err() {
+                        return;
+                    }
+                    if !stalled && start.elapsed() >= Duration::from_millis(500) {
+                        stalled = true;
+                        thread::sleep(pause);
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A server that stops reading holds sends back. Measured from the write,
+/// the wait disappears (the sends go out late and are answered at once);
+/// measured from the time they were due on the schedule it stays.
+#[test]
+fn a_stalled_server_shows_in_the_latency_from_intended_send_time() {
+    let addr = stalling_server(Duration::from_secs(1));
+    let message = format!("{}PING\\n", "x".repeat(995));
+    let run = run(
+        &[
+            "-c1",
+            "-r",
+            "2k",
+            "--sndbuf",
+            "16k",
+            "-em",
+            &message,
+            "--latency-marker",
+            "PONG\\n",
+            &addr,
+            "-T3s",
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    let line = |title: &str| -> Vec<f64> {
+        let prefix = format!("{title} at percentiles: ");
+        let l = run
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no {title} line\n{}", run.stdout));
+        l.split(" ms")
+            .next()
+            .unwrap_or_default()
+            .split('/')
+            .filter_map(|v| v.parse().ok())
+            .collect()
+    };
+    let actual = line("Message latency")[0];
+    let intended = line("Message latency from intended send time")[0];
+    assert!(
+        intended >= 300.0,
+        "p95 from intended send time {intended} ms\n{}",
+        run.stdout
+    );
+    assert!(
+        actual < intended / 3.0,
+        "p95 from the write {actual} ms, from intended {intended} ms\n{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("Send schedule: "), "{}", run.stdout);
+}

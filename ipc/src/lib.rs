@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TCPKALI\0");
 
 /// Bumped whenever the layout below changes; readers refuse a mismatch.
-pub const LAYOUT_VERSION: u64 = 5;
+pub const LAYOUT_VERSION: u64 = 6;
 
 /// Cumulative per-worker counters. The discriminant is the index into
 /// [`Counters`] and [`Snapshot`].
@@ -139,10 +139,15 @@ pub enum HistKind {
     /// How far behind its rate schedule a paced send went out (recorded
     /// only for sends later than the pacing window).
     SendLag,
+    /// Request/response message latency measured from the time the
+    /// message was due on its `-r` schedule rather than from its write, so
+    /// that a send held back by the peer counts its wait (wrk2's
+    /// correction for coordinated omission).
+    MessageIntended,
 }
 
 /// Number of [`HistKind`] kinds.
-pub const HIST_KINDS: usize = HistKind::SendLag as usize + 1;
+pub const HIST_KINDS: usize = HistKind::MessageIntended as usize + 1;
 
 /// One worker's cumulative counters.
 #[repr(C, align(64))]

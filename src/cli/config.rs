@@ -142,6 +142,9 @@ pub struct Options {
     /// (0: never read).
     pub bandwidth_down: Option<f64>,
     /// `-d`, `--dump-*`.
+    /// `--pipeline`: messages each connection may have awaiting their
+    /// latency marker.
+    pub pipeline: Option<u64>,
     pub dump: DumpSpec,
     /// `--message-marker`: look for `\{message.marker}` timestamps in what
     /// every connection receives (also on when a message contains one).
@@ -202,6 +205,7 @@ impl Default for Options {
             bandwidth_up: None,
             bandwidth_down: None,
             dump: DumpSpec::default(),
+            pipeline: None,
             message_marker: false,
             latency: LatencyOpts::default(),
             message_stop: None,

@@ -185,6 +185,7 @@ enum Id {
     LatencyFirstByte,
     LatencyMarker,
     LatencyMarkerSkip,
+    Pipeline,
     LatencyPercentiles,
     LatencySearchStep,
     Pin,
@@ -351,6 +352,7 @@ static FLAGS: &[Flag] = &[
     flag(Id::LatencyFirstByte, &["latency-first-byte"], None, Switch, Latency, "Measure time to first byte"),
     flag(Id::LatencyMarker, &["latency-marker"], None, Req("<string>"), Latency, "Measure latency until this string is received"),
     flag(Id::LatencyMarkerSkip, &["latency-marker-skip"], None, Req("<N>"), Latency, "Ignore the first N markers on each connection").default("0"),
+    flag(Id::Pipeline, &["pipeline"], None, Req("<N>"), Latency, "Keep at most N messages awaiting their --latency-marker per connection (1: request/response)"),
     flag(Id::LatencyPercentiles, &["latency-percentiles"], None, Req("<list>"), Latency, "Percentiles to report, e.g. 50,95,99.9").default("95,99,99.5"),
     flag(Id::LatencySearchStep, &["latency-search-step"], None, Req("<Time>"), Latency, "How long -r @<Latency> tries each rate").default("10s"),
     flag(Id::MessageMarker, &["message-marker"], None, Switch, Latency, "Measure latency from \\{message.marker} timestamps"),
@@ -1128,6 +1130,7 @@ impl State {
                 }
                 o.latency.marker_skip = n as u64;
             }
+            Id::Pipeline => o.pipeline = Some(v.integer(1, 1_000_000)?),
             Id::LatencySearchStep => o.latency.search_step = v.time(true)?,
             Id::Pin => o.pin = true,
             Id::MaxRestarts => o.max_restarts = Some(v.integer(0, u64::from(u32::MAX))?),
@@ -1300,6 +1303,12 @@ fn validate(opts: &mut Options, notes: &mut Vec<String>) -> Result<(), CliError>
                 "--statsd-latency-window={w}s is too small. Try 0.5s."
             )));
         }
+    }
+    if opts.pipeline.is_some() && opts.latency.marker.is_none() {
+        return Err(CliError::Usage(
+            "--pipeline requires --latency-marker: the markers say which messages were answered."
+                .to_string(),
+        ));
     }
     if opts.latency.target.is_some() && opts.latency.marker.is_none() && !opts.message_marker {
         return Err(CliError::Usage(
@@ -1536,9 +1545,9 @@ mod tests {
         longs.dedup();
         assert_eq!(longs.len(), n, "duplicate long name");
         // tcpkali's 50 long names, plus --latency-search-step, --pin,
-        // --max-restarts, --progress-interval, --json, --latency-log and
-        // --latency-hgrm.
-        assert_eq!(n, 57);
+        // --max-restarts, --progress-interval, --json, --latency-log,
+        // --latency-hgrm and --pipeline.
+        assert_eq!(n, 58);
     }
 
     #[test]

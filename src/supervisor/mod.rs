@@ -137,16 +137,6 @@ fn wall_seconds() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// The name a latency kind has in reports and logs.
-fn kind_name(kind: HistKind) -> &'static str {
-    match kind {
-        HistKind::Connect => "connect",
-        HistKind::FirstByte => "firstbyte",
-        HistKind::Message => "message",
-        HistKind::SendLag => "sendlag",
-    }
-}
-
 /// What the supervisor knows of one slot's worker.
 #[derive(Debug, Clone)]
 struct Life {
@@ -192,9 +182,9 @@ struct Supervisor {
     statsd: Option<StatsdFeed>,
     /// `-r @Latency`: the rate search and its tick counts.
     search: Option<SearchState>,
-    /// Message latency is reported since the last rate change: the
-    /// histogram at that moment.
-    message_base: Option<hdrhistogram::Histogram<u64>>,
+    /// Message latencies are reported since the last rate change: their
+    /// histograms at that moment.
+    rate_base: Vec<(HistKind, hdrhistogram::Histogram<u64>)>,
     /// `--latency-log`, and the wall time its current interval began.
     interval_log: Option<(IntervalLog, f64)>,
     pids: Vec<Option<Pid>>,
@@ -350,7 +340,7 @@ impl Supervisor {
             layout: BucketLayout::standard(),
             statsd,
             search: plan_search,
-            message_base: None,
+            rate_base: Vec::new(),
             interval_log,
             pids: vec![None; workers],
             lives: vec![
@@ -432,10 +422,18 @@ impl Supervisor {
         let mut last_snap = self.region.snapshot();
         let mut rates = Rates::default();
         let ending = loop {
-            let _ = nix::poll::poll(
-                &mut [],
-                nix::poll::PollTimeout::from(TICK.as_millis() as u16),
-            );
+            // Sleep a tick, but not past the end of the run: -T ends on
+            // its deadline, not on the next tick after it.
+            let end = match (&phase, duration) {
+                (Phase::RampUp, Some(d)) => Some(start + d),
+                (Phase::Steady { since, .. }, Some(d)) => Some(*since + d),
+                (_, None) => None,
+            };
+            let nap = end.map_or(TICK, |e| {
+                e.saturating_duration_since(Instant::now()).min(TICK)
+            });
+            let ms = u16::try_from(nap.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
+            let _ = nix::poll::poll(&mut [], nix::poll::PollTimeout::from(ms));
             let signals = STOP_SIGNALS.load(Ordering::SeqCst);
             if signals >= 2 {
                 break Ending::Aborted;
@@ -625,6 +623,17 @@ impl Supervisor {
         if let Some(line) = report::lag_line(&lag) {
             text += &line;
         }
+        if let Some(depth) = self.plan.opts.pipeline {
+            let secs = (now - since).as_secs_f64().max(1e-9);
+            let sent = delta.get(Counter::MsgsSent) as f64 / secs;
+            let asked = self
+                .plan
+                .opts
+                .message_rate
+                .filter(|_| self.plan.opts.latency.target.is_none())
+                .map(|r| r * self.connections() as f64);
+            text += &report::pipeline_line(depth, sent, asked);
+        }
         let restarts: u64 = (0..self.region.workers())
             .map(|i| self.region.slot(i).control.restarts.load(Ordering::Relaxed))
             .sum();
@@ -722,7 +731,7 @@ impl Supervisor {
             latency: self
                 .latency_kinds()
                 .into_iter()
-                .map(|(kind, _, _)| (kind_name(kind).to_string(), self.histogram(kind)))
+                .map(|l| (l.name.to_string(), self.histogram(l.kind)))
                 .collect(),
             restarts: workers.iter().map(|w| w.restarts).sum(),
             workers,
@@ -738,9 +747,9 @@ impl Supervisor {
         let kinds = self.latency_kinds();
         let hists: Vec<_> = kinds
             .iter()
-            .map(|(k, _, _)| self.region.histogram(*k, &self.layout))
+            .map(|l| self.region.histogram(l.kind, &self.layout))
             .collect();
-        let names: Vec<&str> = kinds.iter().map(|(k, _, _)| kind_name(*k)).collect();
+        let names: Vec<&str> = kinds.iter().map(|l| l.name).collect();
         let now = wall_seconds();
         if let Some((log, since)) = self.interval_log.as_mut() {
             log.interval(now, *since, &names, &hists);
@@ -764,7 +773,15 @@ impl Supervisor {
         let decide = long != search.long_ticks;
         search.short_ticks = short;
         search.long_ticks = long;
-        let latency = self.histogram(HistKind::Message);
+        // The search judges latency from the intended send time: a rate
+        // the server cannot keep up with shows there as sends that wait,
+        // which the latency from the actual write hides.
+        let corrected = self.histogram(HistKind::MessageIntended);
+        let latency = if corrected.is_empty() {
+            self.histogram(HistKind::Message)
+        } else {
+            corrected
+        };
         let l = if latency.is_empty() {
             0.0
         } else {
@@ -787,7 +804,10 @@ impl Supervisor {
                     .rate_millis
                     .store((rate * 1000.0).max(1.0) as u64, Ordering::Relaxed);
                 // Message latency is measured afresh at each rate.
-                self.message_base = Some(self.region.histogram(HistKind::Message, &self.layout));
+                self.rate_base = [HistKind::Message, HistKind::MessageIntended]
+                    .into_iter()
+                    .map(|k| (k, self.region.histogram(k, &self.layout)))
+                    .collect();
                 let show = |v: f64| {
                     if v.is_infinite() {
                         "inf".to_string()
@@ -806,38 +826,41 @@ impl Supervisor {
         }
     }
 
+    /// A kind's histogram as the summary reports it: message latencies
+    /// since the last `-r @` rate change, the rest since the start.
     fn histogram(&self, kind: HistKind) -> hdrhistogram::Histogram<u64> {
         let mut h = self.region.histogram(kind, &self.layout);
-        if let (HistKind::Message, Some(base)) = (kind, &self.message_base) {
+        if let Some((_, base)) = self.rate_base.iter().find(|(k, _)| *k == kind) {
             let _ = h.subtract(base);
         }
         h
     }
 
-    /// The latency kinds this run measures, with their titles and short
-    /// names for the progress line, in tcpkali's order.
-    fn latency_kinds(&self) -> Vec<(HistKind, &'static str, &'static str)> {
+    /// The latency kinds this run measures, in tcpkali's order. Latency
+    /// from the intended send time exists where there is a schedule (`-r`)
+    /// and request/response markers to time.
+    fn latency_kinds(&self) -> Vec<&'static report::KindLabel> {
         let o = &self.plan.opts;
-        let mut kinds = Vec::new();
-        if o.latency.connect {
-            kinds.push((HistKind::Connect, "TCP connect", "c"));
-        }
-        if o.latency.first_byte {
-            kinds.push((HistKind::FirstByte, "First byte", "fb"));
-        }
-        if o.latency.marker.is_some() || o.message_marker {
-            kinds.push((HistKind::Message, "Message", "m"));
-        }
-        kinds
+        let paced = o.message_rate.is_some() || o.latency.target.is_some();
+        report::LATENCY_KINDS
+            .iter()
+            .filter(|l| match l.kind {
+                HistKind::Connect => o.latency.connect,
+                HistKind::FirstByte => o.latency.first_byte,
+                HistKind::Message => o.latency.marker.is_some() || o.message_marker,
+                HistKind::MessageIntended => o.latency.marker.is_some() && paced,
+                HistKind::SendLag => false,
+            })
+            .collect()
     }
 
     fn latency_lines(&self) -> String {
         self.latency_kinds()
             .into_iter()
-            .map(|(kind, title, _)| {
+            .map(|l| {
                 report::latency_line(
-                    title,
-                    &self.histogram(kind),
+                    l.title,
+                    &self.histogram(l.kind),
                     &self.plan.opts.latency.percentiles,
                 )
             })
@@ -850,11 +873,11 @@ impl Supervisor {
         if kinds.is_empty() {
             return None;
         }
-        let hists: Vec<_> = kinds.iter().map(|(k, _, _)| self.histogram(*k)).collect();
+        let hists: Vec<_> = kinds.iter().map(|l| self.histogram(l.kind)).collect();
         let named: Vec<(&str, &hdrhistogram::Histogram<u64>)> = kinds
             .iter()
             .zip(&hists)
-            .map(|((_, _, name), h)| (*name, h))
+            .map(|(l, h)| (l.short, h))
             .collect();
         Some(report::latency_progress(&named))
     }
@@ -877,9 +900,9 @@ impl Supervisor {
         // raw histograms, whose counts only grow.
         let current: Vec<hdrhistogram::Histogram<u64>> = kinds
             .iter()
-            .map(|(k, _, _)| match window {
-                None => self.histogram(*k),
-                Some(_) => self.region.histogram(*k, &self.layout),
+            .map(|l| match window {
+                None => self.histogram(l.kind),
+                Some(_) => self.region.histogram(l.kind, &self.layout),
             })
             .collect();
         let Some(feed) = self.statsd.as_mut() else {
@@ -919,12 +942,8 @@ impl Supervisor {
             .zip(&shown)
             .zip(&values)
             .filter(|((_, h), _)| !h.is_empty())
-            .map(|(((kind, _, _), h), v)| LatencyReport {
-                kind: match kind {
-                    HistKind::Connect => "connect",
-                    HistKind::FirstByte => "firstbyte",
-                    _ => "message",
-                },
+            .map(|((l, h), v)| LatencyReport {
+                kind: l.name,
                 percentiles: v,
                 min: h.min() as f64 / 1000.0,
                 mean: h.mean() / 1000.0,

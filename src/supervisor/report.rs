@@ -3,7 +3,7 @@
 
 use crate::cli::units::fmt_g;
 use hdrhistogram::Histogram;
-use tcpkali_ipc::{Counter, Gauge, Snapshot};
+use tcpkali_ipc::{Counter, Gauge, HistKind, Snapshot};
 
 /// What the final summary is computed from.
 #[derive(Debug, Clone)]
@@ -158,6 +158,46 @@ pub fn clock_face(fraction: f64) -> &'static str {
 /// One latency summary line: `<title> latency at percentiles:
 /// 0.043/0.050/0.061 ms (95/99/99.5%)`, from a histogram in microseconds.
 /// Three decimals keep sub-millisecond values visible (tcpkali prints one).
+/// How a latency kind is named: in reports and logs, in the summary line
+/// (`<title> at percentiles: ...`), and on the progress line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindLabel {
+    pub kind: HistKind,
+    pub name: &'static str,
+    pub title: &'static str,
+    pub short: &'static str,
+}
+
+/// The latency kinds in tcpkali's order of summary lines (the one from the
+/// intended send time right after the message latency it corrects).
+pub const LATENCY_KINDS: [KindLabel; 4] = [
+    KindLabel {
+        kind: HistKind::Connect,
+        name: "connect",
+        title: "TCP connect latency",
+        short: "c",
+    },
+    KindLabel {
+        kind: HistKind::FirstByte,
+        name: "firstbyte",
+        title: "First byte latency",
+        short: "fb",
+    },
+    KindLabel {
+        kind: HistKind::Message,
+        name: "message",
+        title: "Message latency",
+        short: "m",
+    },
+    KindLabel {
+        kind: HistKind::MessageIntended,
+        name: "message_intended",
+        title: "Message latency from intended send time",
+        short: "mi",
+    },
+];
+
+/// `<title> at percentiles: 0.043/0.051/0.060 ms (95/99/99.5%)`.
 pub fn latency_line(title: &str, h: &Histogram<u64>, percentiles: &[(String, f64)]) -> String {
     let values: Vec<String> = percentiles
         .iter()
@@ -172,7 +212,7 @@ pub fn latency_line(title: &str, h: &Histogram<u64>, percentiles: &[(String, f64
         .collect();
     let labels: Vec<&str> = percentiles.iter().map(|(l, _)| l.as_str()).collect();
     format!(
-        "{title} latency at percentiles: {} ms ({}%)\n",
+        "{title} at percentiles: {} ms ({}%)\n",
         values.join("/"),
         labels.join("/")
     )
@@ -204,6 +244,21 @@ pub fn lag_line(late: &Histogram<u64>) -> Option<String> {
         late.max() as f64 / 1000.0,
         late.value_at_quantile(0.95) as f64 / 1000.0
     ))
+}
+
+/// The `--pipeline` line: how many requests a second went out and which
+/// bound held them there. With `-r`, `asked` is the rate asked of all
+/// connections together; falling more than 5% short of it means the
+/// server's answers, not the rate, set the pace.
+pub fn pipeline_line(depth: u64, sent_per_sec: f64, asked: Option<f64>) -> String {
+    let bound = match asked {
+        Some(a) if sent_per_sec >= 0.95 * a => "the message rate",
+        _ => "the server's answers",
+    };
+    let of = asked.map_or(String::new(), |a| format!(" of {} asked", fmt_g(a)));
+    format!(
+        "Pipeline: up to {depth} outstanding per connection; {sent_per_sec:.1} messages/s sent{of}: {bound} set the pace.\n"
+    )
 }
 
 /// The steady-state progress text (without clock, escape codes or `\r`);
@@ -257,6 +312,22 @@ pub fn ramp_line(open: u64, target: u64, seen: u64, columns: usize) -> String {
     ribbon.push('>');
     ribbon.extend(std::iter::repeat_n('-', inner.saturating_sub(done.max(1))));
     ribbon + &info
+}
+
+#[cfg(test)]
+mod pipeline_tests {
+    use super::pipeline_line;
+
+    #[test]
+    fn the_pipeline_line_names_the_bound_that_held() {
+        assert_eq!(
+            pipeline_line(8, 1990.0, Some(2000.0)),
+            "Pipeline: up to 8 outstanding per connection; 1990.0 messages/s sent of 2000 asked: the message rate set the pace.\n"
+        );
+        assert!(pipeline_line(8, 1500.0, Some(2000.0))
+            .ends_with("the server's answers set the pace.\n"));
+        assert!(pipeline_line(1, 1500.0, None).contains("1500.0 messages/s sent: the server's"));
+    }
 }
 
 #[cfg(test)]
@@ -361,12 +432,12 @@ mod tests {
         }
         let p = vec![("95".to_string(), 95.0), ("99.9".to_string(), 99.9)];
         assert_eq!(
-            latency_line("TCP connect", &h, &p),
+            latency_line("TCP connect latency", &h, &p),
             "TCP connect latency at percentiles: 0.043/0.043 ms (95/99.9%)\n"
         );
         let empty = Histogram::<u64>::new(3).expect("histogram");
         assert_eq!(
-            latency_line("Message", &empty, &p),
+            latency_line("Message latency", &empty, &p),
             "Message latency at percentiles: 0.000/0.000 ms (95/99.9%)\n"
         );
         assert_eq!(

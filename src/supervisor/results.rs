@@ -18,13 +18,6 @@ use tcpkali_ipc::{BucketLayout, Counter, Snapshot, HIST_HIGH_US, HIST_LOW_US, HI
 /// Bumped when the report's meaning changes; merge refuses a mismatch.
 pub const REPORT_VERSION: u64 = 1;
 
-/// Latency kinds by their report names and summary titles.
-pub const KINDS: [(&str, &str); 3] = [
-    ("connect", "TCP connect"),
-    ("firstbyte", "First byte"),
-    ("message", "Message"),
-];
-
 /// The traffic figures a report carries (steady state), by name.
 const TRAFFIC: [(&str, Counter); 6] = [
     ("bytes_sent", Counter::BytesSent),
@@ -151,11 +144,11 @@ fn latency_json(name: &str, h: &Histogram<u64>, percentiles: &[(String, f64)]) -
 impl RunReport {
     /// The summary lines, as a run prints them.
     pub fn summary_text(&self) -> String {
-        let latency_lines = KINDS
+        let latency_lines = report::LATENCY_KINDS
             .iter()
-            .filter_map(|(name, title)| {
-                let (_, h) = self.latency.iter().find(|(n, _)| n == name)?;
-                Some(report::latency_line(title, h, &self.percentiles))
+            .filter_map(|l| {
+                let (_, h) = self.latency.iter().find(|(n, _)| n == l.name)?;
+                Some(report::latency_line(l.title, h, &self.percentiles))
             })
             .collect();
         report::summary(&SummaryInput {

@@ -357,6 +357,7 @@ pub fn shared(plan: &Plan) -> Shared {
             }),
         marker_skip: o.latency.marker_skip,
         message_stop: o.message_stop.clone(),
+        pipeline: o.pipeline,
         ws: o.websocket.then(|| WsPlan {
             path: o.ws_path.clone().unwrap_or(Template { pieces: Vec::new() }),
             host: o

@@ -47,7 +47,7 @@ pub struct Report<'a> {
 
 /// The latency gauges of one kind, all in milliseconds.
 pub struct LatencyReport<'a> {
-    /// `"connect"`, `"firstbyte"` or `"message"`.
+    /// `"connect"`, `"firstbyte"`, `"message"` or `"message_intended"`.
     pub kind: &'a str,
     /// (label as typed on the command line, e.g. `"99.9"`; value in ms).
     pub percentiles: &'a [(&'a str, f64)],

@@ -76,6 +76,29 @@ pub struct WsConn {
     pub close_sent: bool,
 }
 
+/// Where a paced connection stands with its send schedule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sending {
+    /// The schedule (`-r`, `--channel-bandwidth-upstream`).
+    pub sched: Schedule,
+    /// Bytes the schedule granted that a full socket held back.
+    pub credit: usize,
+    /// Messages begun since the schedule started: the next one is the
+    /// schedule's unit of this index (its intended send time).
+    pub started: u64,
+}
+
+impl Sending {
+    /// Sends that follow `sched` from its start.
+    pub fn new(sched: Schedule) -> Sending {
+        Sending {
+            sched,
+            credit: 0,
+            started: 0,
+        }
+    }
+}
+
 /// Position in the send data: how much of the once-part went out, and the
 /// offset in the repeated message cycle.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -100,10 +123,8 @@ pub struct Conn {
     pub writable: bool,
     /// Sits in the worker's "still ready" list.
     pub queued: bool,
-    /// Send schedule (`-r`, `--channel-bandwidth-upstream`).
-    pub send_sched: Schedule,
-    /// Bytes the send schedule granted that a full socket held back.
-    pub credit: usize,
+    /// Paced sending (`-r`, `--channel-bandwidth-upstream`).
+    pub send: Sending,
     /// Receive schedule (`--channel-bandwidth-downstream`).
     pub recv_sched: Schedule,
     /// Time of the armed send and read pacing timers (0: none).
@@ -140,8 +161,7 @@ impl Conn {
             readable: false,
             writable: false,
             queued: false,
-            send_sched: Schedule::default(),
-            credit: 0,
+            send: Sending::default(),
             recv_sched: Schedule::default(),
             send_timer: 0,
             recv_timer: 0,

@@ -7,6 +7,7 @@ use crate::content::expr::MARKER_PREFIX as PREFIX;
 use memchr::memchr;
 use memchr::memmem::Finder;
 use std::collections::VecDeque;
+use tcpkali_ipc::{BucketLayout, HistKind, Slot};
 /// Hex digits of the timestamp.
 const DIGITS: u8 = 16;
 
@@ -177,35 +178,67 @@ pub struct MarkerTrack {
 /// stopped (tcpkali's limit: 10 MiB worth of 8-byte timestamps).
 pub const MAX_OUTSTANDING: u64 = 10 * 1024 * 1024 / 8;
 
-/// Send times of outstanding messages. All messages that began in one
-/// write share its time, so times are kept with a count: one entry per
+/// When an outstanding message went out, and when its schedule meant it
+/// to (0 when it was not paced by a message rate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentAt {
+    pub actual: u64,
+    pub intended: u64,
+}
+
+/// Messages that began in one write: they share the write's time, and
+/// their intended times step by the schedule's interval.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    actual: u64,
+    intended: u64,
+    step: u64,
+    count: u64,
+}
+
+/// Send times of outstanding messages, kept with counts: one entry per
 /// write, not per message (at high rates a write carries thousands).
 #[derive(Debug, Default)]
 pub struct Outstanding {
-    runs: VecDeque<(u64, u64)>,
+    runs: VecDeque<Run>,
     total: u64,
 }
 
 impl Outstanding {
-    /// `n` messages began going out at `at`.
-    pub fn push(&mut self, at: u64, n: u64) {
+    /// `n` messages began going out at `actual`; the first was intended
+    /// for `intended`, each next one `step` later.
+    pub fn push(&mut self, actual: u64, intended: u64, step: u64, n: u64) {
         if n == 0 {
             return;
         }
         match self.runs.back_mut() {
-            Some((t, count)) if *t == at => *count += n,
-            _ => self.runs.push_back((at, n)),
+            Some(r)
+                if r.actual == actual
+                    && r.step == step
+                    && r.intended.saturating_add(r.count.saturating_mul(step)) == intended =>
+            {
+                r.count += n
+            }
+            _ => self.runs.push_back(Run {
+                actual,
+                intended,
+                step,
+                count: n,
+            }),
         }
         self.total += n;
     }
 
-    /// The send time of the oldest outstanding message, which is now
-    /// answered.
-    pub fn pop(&mut self) -> Option<u64> {
-        let (at, count) = self.runs.front_mut()?;
-        let at = *at;
-        *count -= 1;
-        if *count == 0 {
+    /// The times of the oldest outstanding message, which is now answered.
+    pub fn pop(&mut self) -> Option<SentAt> {
+        let r = self.runs.front_mut()?;
+        let at = SentAt {
+            actual: r.actual,
+            intended: r.intended,
+        };
+        r.count -= 1;
+        r.intended = r.intended.saturating_add(r.step);
+        if r.count == 0 {
             self.runs.pop_front();
         }
         self.total -= 1;
@@ -221,6 +254,45 @@ impl Outstanding {
     pub fn clear(&mut self) {
         self.runs.clear();
         self.total = 0;
+    }
+}
+
+/// Latency samples of one kind, recorded in runs of equal values: the
+/// answers to one write arrive together with one latency, and a run costs
+/// one atomic add.
+#[derive(Debug)]
+pub struct SampleRun {
+    kind: HistKind,
+    value: u64,
+    count: u64,
+}
+
+impl SampleRun {
+    /// An empty run of samples of `kind`.
+    pub fn new(kind: HistKind) -> SampleRun {
+        SampleRun {
+            kind,
+            value: 0,
+            count: 0,
+        }
+    }
+
+    /// Adds a sample (µs), recording the run so far if it differs.
+    #[inline]
+    pub fn add(&mut self, slot: &Slot, layout: &BucketLayout, us: u64) {
+        if self.count > 0 && self.value != us {
+            self.flush(slot, layout);
+        }
+        self.value = us;
+        self.count += 1;
+    }
+
+    /// Records the run so far.
+    pub fn flush(&mut self, slot: &Slot, layout: &BucketLayout) {
+        if self.count > 0 {
+            slot.record_us_n(self.kind, layout, self.value, self.count);
+            self.count = 0;
+        }
     }
 }
 
@@ -341,16 +413,29 @@ mod tests {
     #[test]
     fn outstanding_messages_come_back_in_order_with_their_times() {
         let mut o = Outstanding::default();
-        o.push(10, 2);
-        o.push(10, 1);
-        o.push(20, 1);
-        o.push(30, 0);
+        o.push(10, 0, 0, 2);
+        o.push(10, 0, 0, 1);
+        o.push(20, 0, 0, 1);
+        o.push(30, 0, 0, 0);
         assert_eq!(o.len(), 4);
-        assert_eq!(
-            (o.pop(), o.pop(), o.pop(), o.pop(), o.pop()),
-            (Some(10), Some(10), Some(10), Some(20), None)
-        );
+        assert_eq!(o.runs.len(), 2, "one entry per write");
+        let actual: Vec<u64> = std::iter::from_fn(|| o.pop()).map(|t| t.actual).collect();
+        assert_eq!(actual, vec![10, 10, 10, 20]);
         assert_eq!(o.runs.len(), 0);
+    }
+
+    #[test]
+    fn intended_times_step_through_a_write_and_runs_join_when_they_follow_on() {
+        let mut o = Outstanding::default();
+        // A catch-up write: three messages due at 100, 150, 200 went at 500.
+        o.push(500, 100, 50, 2);
+        o.push(500, 200, 50, 1);
+        o.push(600, 250, 50, 1);
+        assert_eq!(o.runs.len(), 2);
+        let got: Vec<(u64, u64)> = std::iter::from_fn(|| o.pop())
+            .map(|t| (t.actual, t.intended))
+            .collect();
+        assert_eq!(got, vec![(500, 100), (500, 150), (500, 200), (600, 250)]);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod conn;
 pub mod dump;
+pub mod epoll;
 pub mod latency;
 pub mod pace;
 pub mod reactor;

@@ -165,6 +165,18 @@ impl Rate {
         }
     }
 
+    /// Time between two grants on schedule: one message's interval for
+    /// `-r`, one grant's worth of bytes for bandwidths. Connections start
+    /// their schedules at a random phase within it.
+    pub fn grant_interval_ns(&self) -> u64 {
+        self.span(self.min_grant)
+    }
+
+    /// Time between two units on schedule.
+    pub fn unit_interval_ns(&self) -> u64 {
+        self.span(1)
+    }
+
     fn span(&self, units: u64) -> u64 {
         let ns = units as f64 * self.ns_per_unit;
         if ns >= (u64::MAX / 4) as f64 {
@@ -173,6 +185,19 @@ impl Rate {
             ns as u64
         }
     }
+}
+
+/// Pacing runs in ticks of this length, as tcpkali's does: a schedule sees
+/// the time at the start of the current tick, so a connection writes at
+/// most once per tick, carrying every whole unit due by then.
+pub const TICK_NS: u64 = 1_000_000;
+
+/// The tick in which a unit due at `due` goes out: its intended send time.
+/// (A unit due within a tick waits for the tick's start, so that it shares
+/// the write of the others due then; that wait is the pacing granularity,
+/// not lateness.)
+pub fn sending_tick(due: u64) -> u64 {
+    due.div_ceil(TICK_NS).saturating_mul(TICK_NS)
 }
 
 /// One connection's schedule: unit k is due at `start + k / rate`. Units
@@ -219,8 +244,15 @@ impl Schedule {
         self.start.saturating_add(rate.span(k))
     }
 
-    /// Units that may go at `now`.
+    /// When unit `k` (counted from the schedule's start) is due, exactly.
+    pub fn due_time(&self, rate: &Rate, k: u64) -> u64 {
+        self.due_at(rate, k)
+    }
+
+    /// Units that may go in the tick holding `now`; `next_at` is the start
+    /// of a later tick.
     pub fn allowance(&mut self, rate: &Rate, now: u64) -> Allowance {
+        let now = now - now % TICK_NS;
         let now_i = now as i64;
         self.catch_t = self.catch_t.max(now_i - rate.window_ns as i64);
         let due = self.due_count(rate, now).saturating_sub(self.taken);
@@ -248,7 +280,7 @@ impl Schedule {
         Allowance {
             units: 0,
             late_ns,
-            next_at: by_schedule.max(by_pace).max(now + 1),
+            next_at: by_schedule.max(by_pace).max(now + 1).div_ceil(TICK_NS) * TICK_NS,
         }
     }
 
@@ -345,6 +377,49 @@ mod schedule_tests {
         let (total, largest) = drive(&r, 3, MS, None);
         assert!((37_300..=37_700).contains(&total), "{total}");
         assert!(largest <= 2 * 125 + 50, "{largest}");
+    }
+
+    /// Units per grant over one second of 1 ms ticks, schedule started at
+    /// `phase` ns: (largest, smallest non-empty grant after the first,
+    /// which only holds what fell due since the phase).
+    fn grant_sizes(per_sec: f64, phase: u64) -> (u64, u64) {
+        let r = Rate::messages(per_sec, 5);
+        let mut s = Schedule::new(&r, phase);
+        let (mut most, mut least) = (0, u64::MAX);
+        let mut now = 0;
+        while now < 1000 * MS {
+            let a = s.allowance(&r, now);
+            if a.units > 0 {
+                if s.taken > 0 {
+                    most = most.max(a.units);
+                    least = least.min(a.units);
+                }
+                s.take(&r, a.units);
+            }
+            now += MS;
+        }
+        (most, least)
+    }
+
+    #[test]
+    fn each_tick_carries_every_message_due_by_then() {
+        // tcpkali's granularity: -r20 one per write, -r2k two, -r15k fifteen.
+        assert_eq!(grant_sizes(20.0, 300_000), (1, 1));
+        assert_eq!(grant_sizes(2000.0, 300_000), (2, 2));
+        assert_eq!(grant_sizes(15_000.0, 300_000), (15, 15));
+    }
+
+    #[test]
+    fn a_tick_grants_once_however_often_it_is_asked() {
+        let r = Rate::messages(2000.0, 5);
+        let mut s = Schedule::new(&r, 0);
+        let first = s.allowance(&r, 0).units;
+        s.take(&r, first);
+        // Asked again within the same tick (a read woke the connection).
+        let again = s.allowance(&r, 700_000);
+        assert_eq!(again.units, 0);
+        assert_eq!(again.next_at, MS, "waits for the next tick");
+        assert_eq!(s.allowance(&r, MS).units, 2);
     }
 
     #[test]

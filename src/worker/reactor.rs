@@ -8,22 +8,21 @@ use crate::content::Content;
 use crate::proto::tcp::{self, Bracketed, SockOpts};
 use crate::proto::ws::{self, FrameEvent, FrameReader, Handshake, RequestReader, ResponseReader};
 use crate::worker::conn::{
-    self, CloseReason, Conn, Direction, Phase, SendPos, Slab, WsConn, WsPhase,
+    self, CloseReason, Conn, Direction, Phase, SendPos, Sending, Slab, WsConn, WsPhase,
 };
 use crate::worker::dump::{self, DUMP_IN, DUMP_OUT};
+use crate::worker::epoll::{Readiness, Ready};
 use crate::worker::latency;
-use crate::worker::latency::{MarkerTrack, MAX_OUTSTANDING};
-use crate::worker::pace::{Pacer, Rate, Schedule};
+use crate::worker::latency::{MarkerTrack, SampleRun, MAX_OUTSTANDING};
+use crate::worker::pace::{self, Pacer, Rate, Schedule};
 use memchr::memmem::Finder;
-use polling::{Event, Events, PollMode, Poller};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tcpkali_ipc::{BucketLayout, Counter, Counters, Fault, Gauge, HistKind, Region, Slot};
 
 /// Everything every worker does alike (built before fork, then read-only).
@@ -65,6 +64,9 @@ pub struct Shared {
     pub marker_skip: u64,
     /// `--message-stop`.
     pub message_stop: Option<Vec<u8>>,
+    /// `--pipeline`: messages a connection may have awaiting their
+    /// `--latency-marker`.
+    pub pipeline: Option<u64>,
     /// `--ws`: how outgoing connections upgrade (accepted ones expect an
     /// upgrade request whenever this is set).
     pub ws: Option<WsPlan>,
@@ -147,6 +149,14 @@ struct Writing {
     pos: SendPos,
 }
 
+/// A send schedule starting at `start` plus a random phase within one
+/// grant interval, so connections opened together never send in lockstep
+/// and every tick of a worker carries an even share of its load.
+fn phased_schedule(rate: &Rate, start: u64, rng: &mut oorandom::Rand32) -> Schedule {
+    let phase = f64::from(rng.rand_float()) * rate.grant_interval_ns() as f64;
+    Schedule::new(rate, start.saturating_add(phase as u64))
+}
+
 /// Nanoseconds in `d`, saturating (the CLI bounds times far below).
 fn ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
@@ -199,13 +209,12 @@ struct Worker<'a> {
     shared: &'a Shared,
     slot: &'a Slot,
     region: &'a Region,
-    poller: Poller,
+    poller: Readiness,
     conns: Slab,
     timers: BinaryHeap<Reverse<Timer>>,
     /// Heap size that triggers the next sweep of stale entries.
     timer_sweep_at: usize,
     again: Vec<(u32, u32)>,
-    epoch: Instant,
     pacer: Pacer,
     next_dest: usize,
     next_source: Vec<usize>,
@@ -231,7 +240,7 @@ struct Worker<'a> {
 /// Runs worker `plan.index` until the supervisor sets the stop word or the
 /// supervisor dies; returns the process exit status.
 pub fn run(region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
-    let poller = match Poller::new() {
+    let poller = match Readiness::new() {
         Ok(p) => p,
         Err(e) => {
             diag!("tcpkali-w{}: cannot create poller: {e}", plan.index);
@@ -253,8 +262,11 @@ pub fn run(region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
         timers: BinaryHeap::new(),
         timer_sweep_at: TIMER_SLACK,
         again: Vec::new(),
-        epoch: Instant::now(),
-        pacer: Pacer::new(plan.connect_rate, 0, plan.connect_rate.max(1.0)),
+        pacer: Pacer::new(
+            plan.connect_rate,
+            tcpkali_ipc::monotonic_ns(),
+            plan.connect_rate.max(1.0),
+        ),
         next_dest: 0,
         next_source: vec![0; plan.destinations.len()],
         dest_stats: vec![DestStats::default(); plan.destinations.len()],
@@ -286,12 +298,9 @@ pub fn run(region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
             .set_once(tcpkali_ipc::monotonic_ns(), &slot.counters);
     }
     for (i, &fd) in plan.listeners.iter().enumerate() {
-        // SAFETY: the listener stays open for the worker's whole life (the
-        // supervisor owns it) and is never closed while registered.
-        if let Err(e) = unsafe {
-            w.poller
-                .add_with_mode(fd, Event::readable(LISTENER_KEY | i), PollMode::Level)
-        } {
+        // The listener stays open for the worker's whole life (the
+        // supervisor owns it).
+        if let Err(e) = w.poller.add_listener(fd, LISTENER_KEY | i) {
             diag!("tcpkali-w{}: cannot watch listener: {e}", plan.index);
             return 1;
         }
@@ -300,8 +309,11 @@ pub fn run(region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
 }
 
 impl Worker<'_> {
+    /// The worker clock: CLOCK_MONOTONIC in nanoseconds, shared by every
+    /// worker, so that their pacing ticks fall on the same millisecond
+    /// boundaries and one wake-up serves the traffic of all of them.
     fn now(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+        tcpkali_ipc::monotonic_ns()
     }
 
     fn counters(&self) -> &Counters {
@@ -309,12 +321,10 @@ impl Worker<'_> {
     }
 
     fn run_loop(&mut self) -> i32 {
-        let mut events =
-            Events::with_capacity(NonZeroUsize::new(4096).unwrap_or(NonZeroUsize::MIN));
         let mut heartbeat = 0u64;
         loop {
             if self.region.header().stop.load(Relaxed) != 0 {
-                self.close_websockets(&mut events);
+                self.close_websockets();
                 return 0;
             }
             let now = self.now();
@@ -323,22 +333,12 @@ impl Worker<'_> {
             self.run_timers(now);
             self.service_again(now);
             let timeout = self.wait_timeout(self.now());
-            events.clear();
-            if let Err(e) = self.poller.wait(&mut events, Some(timeout)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    diag!("tcpkali-w{}: poll failed: {e}", self.plan.index);
-                    return 1;
-                }
+            if let Err(e) = self.poller.wait(timeout) {
+                diag!("tcpkali-w{}: poll failed: {e}", self.plan.index);
+                return 1;
             }
             let now = self.now();
-            for ev in events.iter() {
-                if ev.key & LISTENER_KEY != 0 {
-                    self.accept_from(ev.key & !LISTENER_KEY, now);
-                } else {
-                    let (slot, gen) = conn::unkey(ev.key);
-                    self.on_event(slot, gen, ev, now);
-                }
-            }
+            self.dispatch(now, true);
             heartbeat += 1;
             self.slot.gauges.set(Gauge::Heartbeat, heartbeat);
         }
@@ -346,9 +346,9 @@ impl Worker<'_> {
 
     /// How long the next wait may last: until the next timer or allowed
     /// connect, at most [`MAX_WAIT`], zero when work is pending.
-    fn wait_timeout(&self, now: u64) -> Duration {
+    fn wait_timeout(&self, now: u64) -> u64 {
         if !self.again.is_empty() {
-            return Duration::ZERO;
+            return 0;
         }
         let mut until = now + MAX_WAIT.as_nanos() as u64;
         if let Some(Reverse(t)) = self.timers.peek() {
@@ -358,7 +358,7 @@ impl Worker<'_> {
             until = until.min(self.pacer.next_at());
         }
         let until = until.div_ceil(TIMER_GRAIN_NS) * TIMER_GRAIN_NS;
-        Duration::from_nanos(until.saturating_sub(now))
+        until.saturating_sub(now)
     }
 
     /// Applies a message rate the supervisor set at run time (`-r @`):
@@ -373,8 +373,7 @@ impl Worker<'_> {
         self.send_rate = Some(rate);
         for (slot, gen) in self.conns.live() {
             if let Some(c) = self.conns.get_mut(slot, gen) {
-                c.send_sched = Schedule::new(&rate, now);
-                c.credit = 0;
+                c.send = Sending::new(phased_schedule(&rate, now, &mut self.rng));
             }
             self.service(slot, gen, now);
         }
@@ -471,15 +470,9 @@ impl Worker<'_> {
                 }
             };
         let (slot, gen) = self.conns.vacant();
-        // SAFETY: the fd is owned by the connection and deleted from the
-        // poller before it is closed (see `close`).
-        if let Err(e) = unsafe {
-            self.poller.add_with_mode(
-                fd.as_raw_fd(),
-                Event::all(conn::key(slot, gen)),
-                PollMode::Edge,
-            )
-        } {
+        // The fd is owned by the connection and deleted from the poller
+        // before it is closed (see `close`).
+        if let Err(e) = self.poller.add_edge(fd.as_raw_fd(), conn::key(slot, gen)) {
             diag!("tcpkali-w{}: cannot watch socket: {e}", self.plan.index);
             self.counters().add(Counter::ConnsFailed, 1);
             return;
@@ -567,7 +560,7 @@ impl Worker<'_> {
         let send_at = c.created.saturating_add(ns(shared.delay_send));
         // The send schedule starts when sending may start.
         if let Some(rate) = &self.send_rate {
-            c.send_sched = Schedule::new(rate, send_at.max(now));
+            c.send = Sending::new(phased_schedule(rate, send_at.max(now), &mut self.rng));
         }
         if let Some(rate) = &shared.recv_rate {
             c.recv_sched = Schedule::new(rate, now);
@@ -675,8 +668,8 @@ impl Worker<'_> {
                             tcp::strerror(e)
                         );
                     }
-                    // SAFETY: the listener stays open; it is re-added later.
-                    let _ = self.poller.delete(unsafe { BorrowedFd::borrow_raw(lfd) });
+                    // The listener stays open; it is re-added later.
+                    let _ = self.poller.delete(lfd);
                     self.add_timer(
                         now + LISTENER_PAUSE_NS,
                         index as u32,
@@ -696,15 +689,10 @@ impl Worker<'_> {
             // on older kernels: apply them all again, it is cheap.
             let _ = self.shared.sockopts.apply(&fd);
             let (slot, gen) = self.conns.vacant();
-            // SAFETY: as in `connect_one`.
-            if unsafe {
-                self.poller.add_with_mode(
-                    fd.as_raw_fd(),
-                    Event::all(conn::key(slot, gen)),
-                    PollMode::Edge,
-                )
-            }
-            .is_err()
+            if self
+                .poller
+                .add_edge(fd.as_raw_fd(), conn::key(slot, gen))
+                .is_err()
             {
                 continue;
             }
@@ -721,24 +709,36 @@ impl Worker<'_> {
 
     fn resume_listener(&mut self, index: usize) {
         if let Some(&fd) = self.plan.listeners.get(index) {
-            // SAFETY: as at start-up; the listener was deleted when paused.
-            let _ = unsafe {
-                self.poller.add_with_mode(
-                    fd,
-                    Event::readable(LISTENER_KEY | index),
-                    PollMode::Level,
-                )
-            };
+            // As at start-up; the listener was deleted when paused.
+            let _ = self.poller.add_listener(fd, LISTENER_KEY | index);
         }
     }
 
     // ---- events, timers, I/O ----
 
-    fn on_event(&mut self, slot: u32, gen: u32, ev: Event, now: u64) {
+    /// Handles the events of the last wait (those of listeners too, when
+    /// `accepting`).
+    fn dispatch(&mut self, now: u64, accepting: bool) {
+        for i in 0..self.poller.len() {
+            let Some(ev) = self.poller.ready(i) else {
+                break;
+            };
+            if ev.key & LISTENER_KEY != 0 {
+                if accepting {
+                    self.accept_from(ev.key & !LISTENER_KEY, now);
+                }
+            } else {
+                let (slot, gen) = conn::unkey(ev.key);
+                self.on_event(slot, gen, ev, now);
+            }
+        }
+    }
+
+    fn on_event(&mut self, slot: u32, gen: u32, ev: Ready, now: u64) {
         let Some(c) = self.conns.get_mut(slot, gen) else {
             return;
         };
-        let failed = ev.is_err() == Some(true);
+        let failed = ev.failed;
         c.readable |= ev.readable || failed;
         c.writable |= ev.writable || failed;
         if c.phase == Phase::Connecting {
@@ -997,9 +997,8 @@ impl Worker<'_> {
             } = track;
             if let Some(finder) = own.as_ref().or(self.marker_finder.as_ref()) {
                 let mut found = 0u64;
-                // Answers to one write arrive together with one latency:
-                // record runs of equal samples with one atomic add.
-                let mut run: (u64, u64) = (0, 0);
+                let mut actual = SampleRun::new(HistKind::Message);
+                let mut intended = SampleRun::new(HistKind::MessageIntended);
                 search.feed(finder, data, || {
                     if *skip > 0 {
                         *skip -= 1;
@@ -1008,19 +1007,17 @@ impl Worker<'_> {
                     match outstanding.pop() {
                         Some(sent) => {
                             found += 1;
-                            let us = now.saturating_sub(sent) / 1000;
-                            if run.1 > 0 && run.0 != us {
-                                stats.record_us_n(HistKind::Message, hist, run.0, run.1);
-                                run.1 = 0;
+                            actual.add(stats, hist, now.saturating_sub(sent.actual) / 1000);
+                            if sent.intended != 0 {
+                                let due = pace::sending_tick(sent.intended);
+                                intended.add(stats, hist, now.saturating_sub(due) / 1000);
                             }
-                            run = (us, run.1 + 1);
                         }
                         None => fault = Some(Fault::MoreReceivedThanSent),
                     }
                 });
-                if run.1 > 0 {
-                    stats.record_us_n(HistKind::Message, hist, run.0, run.1);
-                }
+                actual.flush(stats, hist);
+                intended.flush(stats, hist);
                 if found > 0 {
                     stats.counters.add(Counter::MsgsRcvd, found);
                 }
@@ -1114,7 +1111,7 @@ impl Worker<'_> {
                     // Pacing starts with the handshake done, not with the
                     // request: it is not charged to the message rate.
                     if let Some(rate) = &send_rate {
-                        c.send_sched = Schedule::new(rate, now);
+                        c.send = Sending::new(phased_schedule(rate, now, &mut self.rng));
                     }
                     consumed
                 }
@@ -1185,15 +1182,15 @@ impl Worker<'_> {
     /// At the end of the run: every open WebSocket connection says goodbye
     /// with a Close frame (status 1000), and the peers get at most 250 ms
     /// in all to answer before the sockets are dropped.
-    fn close_websockets(&mut self, events: &mut Events) {
+    fn close_websockets(&mut self) {
         if self.shared.ws.is_none() {
             return;
         }
         // Accepting is over; a listener left in the (level-triggered)
         // poller would make every wait below return at once.
         for &fd in &self.plan.listeners {
-            // SAFETY: the listener is open (the supervisor owns it).
-            let _ = self.poller.delete(unsafe { BorrowedFd::borrow_raw(fd) });
+            // The listener is open (the supervisor owns it).
+            let _ = self.poller.delete(fd);
         }
         let deadline = self.now() + 250_000_000;
         let mut waiting = 0;
@@ -1228,21 +1225,11 @@ impl Worker<'_> {
             if now >= deadline {
                 return;
             }
-            events.clear();
-            if self
-                .poller
-                .wait(events, Some(Duration::from_nanos(deadline - now)))
-                .is_err()
-            {
+            if self.poller.wait(deadline - now).is_err() {
                 return;
             }
             let now = self.now();
-            for ev in events.iter() {
-                if ev.key & LISTENER_KEY == 0 {
-                    let (slot, gen) = conn::unkey(ev.key);
-                    self.on_event(slot, gen, ev, now);
-                }
-            }
+            self.dispatch(now, false);
             waiting = self
                 .conns
                 .live()
@@ -1258,24 +1245,38 @@ impl Worker<'_> {
 
     /// Notes when messages began going out, for `--latency-marker`.
     fn note_message_starts(&mut self, slot: u32, gen: u32, starts: u64, now: u64) {
-        let Some(track) = self
-            .conns
-            .get_mut(slot, gen)
-            .and_then(|c| c.track.as_deref_mut())
-        else {
+        let Some(c) = self.conns.get_mut(slot, gen) else {
             return;
         };
-        track.outstanding.push(now, starts);
+        let (intended, step) = match self.send_rate {
+            Some(rate) if rate.per_message => (
+                c.send.sched.due_time(&rate, c.send.started),
+                rate.unit_interval_ns(),
+            ),
+            _ => (0, 0),
+        };
+        c.send.started += starts;
+        let Some(track) = c.track.as_deref_mut() else {
+            return;
+        };
+        track.outstanding.push(now, intended, step, starts);
         if track.outstanding.len() > MAX_OUTSTANDING {
             track.outstanding.clear();
             self.fault(Fault::SendingTooFast);
         }
     }
 
+    /// Sends are limited: by a schedule, or by `--pipeline`.
+    fn sends_limited(&self) -> bool {
+        self.send_rate.is_some() || self.shared.pipeline.is_some()
+    }
+
     /// Bytes of repeated message the connection may write now: unlimited
-    /// without a send rate, else what its schedule has granted. Arms the
-    /// pacing timer when nothing is granted. `bytes_for(k)` measures the
-    /// next `k` messages (and says how many there really are).
+    /// without a send rate or pipeline, else what its schedule has granted
+    /// and its pipeline has room for. Arms the pacing timer when the
+    /// schedule grants nothing; a full pipeline waits for a marker to
+    /// arrive. `bytes_for(k)` measures the next `k` messages (and says how
+    /// many there really are).
     fn send_credit(
         &mut self,
         slot: u32,
@@ -1283,32 +1284,45 @@ impl Worker<'_> {
         now: u64,
         bytes_for: impl Fn(u64) -> (usize, u64),
     ) -> usize {
-        let Some(rate) = self.send_rate else {
+        if !self.sends_limited() {
             return usize::MAX;
-        };
+        }
+        let pipeline = self.shared.pipeline;
         let Some(c) = self.conns.get_mut(slot, gen) else {
             return 0;
         };
-        if c.credit > 0 {
-            return c.credit;
+        if c.send.credit > 0 {
+            return c.send.credit;
         }
-        let a = c.send_sched.allowance(&rate, now);
+        let room = match (pipeline, c.track.as_deref()) {
+            (Some(depth), Some(t)) => depth.saturating_sub(t.outstanding.len()),
+            _ => u64::MAX,
+        };
+        if room == 0 {
+            return 0;
+        }
+        let Some(rate) = self.send_rate else {
+            let (bytes, _) = bytes_for(room);
+            c.send.credit = bytes;
+            return bytes;
+        };
+        let a = c.send.sched.allowance(&rate, now);
         if a.units == 0 {
             self.arm_pace(slot, gen, a.next_at, TimerKind::SendPace);
             return 0;
         }
         let (bytes, units) = if rate.per_message {
-            bytes_for(a.units)
+            bytes_for(a.units.min(room))
         } else {
             (usize::try_from(a.units).unwrap_or(usize::MAX), a.units)
         };
-        c.send_sched.take(&rate, units);
-        c.credit = bytes;
+        c.send.sched.take(&rate, units);
+        c.send.credit = bytes;
         if a.late_ns > 0 {
             self.slot
                 .record_us(HistKind::SendLag, &self.hist, a.late_ns / 1000);
         }
-        c.credit
+        c.send.credit
     }
 
     /// Ok(true): budget ran out with the socket still writable.
@@ -1403,7 +1417,8 @@ impl Worker<'_> {
         control: &mut Vec<u8>,
     ) -> Result<bool, CloseReason> {
         let shared = self.shared;
-        let combine = shared.write_combine;
+        // tcpkali applies --write-combine=off to paced sends only.
+        let combine = shared.write_combine || self.send_rate.is_none();
         let shared_payload = if w.client_side {
             Some(&shared.client)
         } else {
@@ -1517,9 +1532,9 @@ impl Worker<'_> {
                         let (off, done) = body.advance(w.pos.cycle_off, from_body);
                         w.pos.cycle_off = off;
                         msgs += done;
-                        if self.send_rate.is_some() {
+                        if self.sends_limited() {
                             if let Some(c) = self.conns.get_mut(slot, gen) {
-                                c.credit = c.credit.saturating_sub(from_body);
+                                c.send.credit = c.send.credit.saturating_sub(from_body);
                             }
                         }
                     }
@@ -1626,10 +1641,8 @@ impl Worker<'_> {
         if self.dump_one == Some((slot, gen)) {
             self.dump_one = None;
         }
-        // SAFETY: the descriptor is still open (owned by `c`).
-        let _ = self
-            .poller
-            .delete(unsafe { BorrowedFd::borrow_raw(c.fd.as_raw_fd()) });
+        // The descriptor is still open (owned by `c`).
+        let _ = self.poller.delete(c.fd.as_raw_fd());
         // Only -v output needs the peer; an accepted one costs syscalls.
         let peer = match c.dir {
             _ if self.shared.verbosity == 0 => None,

@@ -434,13 +434,16 @@ const LATE_PREFIX: &str = "Send schedule: ";
 /// message-marker options, optionally followed by the send-schedule line.
 pub fn parse_summary(stdout: &str) -> Result<Summary, String> {
     let mut lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
-    // Lines after tcpkali's own: the send schedule, worker restarts, the
-    // WebSocket totals.
+    // Lines after tcpkali's own: the send schedule, the pipeline, worker
+    // restarts, the WebSocket totals.
     let mut late = None;
     while let Some(l) = lines.last() {
         if l.starts_with(LATE_PREFIX) {
             late = lines.pop().map(str::to_string);
-        } else if l.starts_with("WebSocket: ") || l.starts_with("Worker restarts: ") {
+        } else if l.starts_with("WebSocket: ")
+            || l.starts_with("Worker restarts: ")
+            || l.starts_with("Pipeline: ")
+        {
             lines.pop();
         } else {
             break;
@@ -449,7 +452,9 @@ pub fn parse_summary(stdout: &str) -> Result<Summary, String> {
     // Lines that only some options add: the message rate (after the
     // aggregate bandwidth) and latency lines (before the duration).
     let optional = |l: &str| {
-        l.starts_with("Aggregate message rate: ") || l.contains(" latency at percentiles: ")
+        l.starts_with("Aggregate message rate: ")
+            || l.contains(" latency at percentiles: ")
+            || l.contains(" latency from intended send time at percentiles: ")
     };
     let extra: Vec<String> = lines
         .iter()
