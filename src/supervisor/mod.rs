@@ -1,7 +1,6 @@
 //! The process the user started: forks the workers, watches them, shows
 //! progress, decides when the run ends, and prints the summary.
 
-pub mod json;
 pub mod monitor;
 pub mod rate_search;
 pub mod report;
@@ -682,12 +681,7 @@ impl Supervisor {
         }
         // A closed stdout (`| head -1`) must not turn a finished run into a
         // crash; with --json - the summary moves to stderr.
-        let json = self
-            .plan
-            .opts
-            .json
-            .as_ref()
-            .map(|_| report.to_json().to_json(true) + "\n");
+        let json = self.plan.opts.json.as_ref().map(|_| report.to_json_text());
         let written = results::write_outputs(
             &text,
             self.plan.opts.json.as_deref(),
