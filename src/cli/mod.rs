@@ -6,6 +6,11 @@
 //! `--opt value`, unambiguous prefixes of long options, options after
 //! operands, `--` to end options and a lone `-` as an operand.
 //!
+//! pico-args is not used: it matches keys by value anywhere in argv, so it
+//! takes a message text such as `-m --json` for an option, and it returns
+//! values per key, losing the order of `-m`/`-1`/`-f` across keys. Driven
+//! in this scanner's order it only ever takes the next token (tried).
+//!
 //! Deliberate differences from tcpkali 1.1 (spec §11): `-h`/`--help` exit 0,
 //! `--listen-mode=silent` is accepted, every malformed value is an error,
 //! `-e` applies to all message options wherever it appears, `\\` unescapes
