@@ -16,7 +16,9 @@
 //! `-e` applies to all message options wherever it appears, `\\` unescapes
 //! to one backslash, and `-l` accepts port 65535 and `[v6]:port`.
 
+mod complete;
 pub mod config;
+mod man;
 pub mod units;
 
 use std::ffi::OsString;
@@ -149,6 +151,7 @@ enum Id {
     ShortHelp,
     LongHelp,
     Version,
+    Generate,
     VerboseUp,
     Verbose,
     DumpOne,
@@ -305,6 +308,7 @@ static FLAGS: &[Flag] = &[
     flag(Id::ShortHelp, &[], Some(b'h'), Switch, General, "Print a short help, then exit").common(),
     flag(Id::LongHelp, &["help"], None, Switch, General, "Print the help for every option, then exit").common(),
     flag(Id::Version, &["version"], None, Switch, General, "Print the version, then exit").common(),
+    flag(Id::Generate, &["generate"], None, Req("man|complete-bash|complete-zsh"), General, "Print the manual page or a shell completion script, then exit"),
     flag(Id::VerboseUp, &[], Some(b'v'), Switch, General, "Increase verbosity (repeat up to -vvv)").common(),
     flag(Id::Verbose, &["verbose"], None, Req("<level>"), General, "Set verbosity level [0..3]").default("0"),
     flag(Id::DumpOne, &["dump-one"], Some(b'd'), Switch, General, "Dump data sent and received on one connection"),
@@ -457,6 +461,16 @@ fn push_flag_help(out: &mut String, f: &Flag) {
         column += word.len();
     }
     out.push('\n');
+}
+
+/// The text `--generate` prints: the manual page or a completion script.
+fn generated(v: &Val<'_>) -> Result<String, CliError> {
+    match v.raw {
+        b"man" => Ok(man::page()),
+        b"complete-bash" => Ok(complete::bash()),
+        b"complete-zsh" => Ok(complete::zsh()),
+        _ => Err(v.invalid("expected man, complete-bash or complete-zsh")),
+    }
 }
 
 /// The text for `--version`, ending with a newline.
@@ -898,6 +912,7 @@ impl State {
             Id::ShortHelp => return Ok(Some(Action::Help(help_text(false)))),
             Id::LongHelp => return Ok(Some(Action::Help(help_text(true)))),
             Id::Version => return Ok(Some(Action::Version(version_text()))),
+            Id::Generate => return Ok(Some(Action::Help(generated(&v)?))),
             Id::VerboseUp => o.verbosity = o.verbosity.saturating_add(1).min(3),
             Id::Verbose => {
                 o.verbosity = u8::try_from(v.integer(0, 3)?).unwrap_or(3);
@@ -1541,9 +1556,9 @@ mod tests {
         longs.dedup();
         assert_eq!(longs.len(), n, "duplicate long name");
         // tcpkali's 50 long names, plus --latency-search-step, --pin,
-        // --max-restarts, --progress-interval, --json, --latency-log and
-        // --latency-hgrm.
-        assert_eq!(n, 57);
+        // --max-restarts, --progress-interval, --json, --latency-log,
+        // --latency-hgrm, --generate.
+        assert_eq!(n, 58);
     }
 
     #[test]
