@@ -194,10 +194,10 @@ Bytes that are never framed as WebSocket messages.
 const EXIT_STATUS: &str = r#".SH EXIT STATUS
 .TP
 .B 0
-The run ended normally, also after SIGINT or SIGTERM.
+The run ended normally, also after SIGINT or SIGTERM. Outputs that could not be written are named by a last line on standard error that starts with \fBWARNING: not written:\fR.
 .TP
 .B 1
-Ramp-up could not open the connections within the duration, a worker failed on its own, or an output could not be written.
+Ramp-up could not open the connections within the duration, a worker failed on its own or \fB\-\-max\-restarts\fR was reached (the summary and the report are still written), or \fBtcpkali merge\fR could not write its report.
 .TP
 .B 64
 The command line is wrong; one line on standard error names the option.

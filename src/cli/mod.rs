@@ -199,6 +199,7 @@ enum Id {
     MaxRestarts,
     ProgressInterval,
     Json,
+    SnapshotInterval,
     LatencyLog,
     LatencyHgrm,
     MessageMarker,
@@ -322,6 +323,7 @@ static FLAGS: &[Flag] = &[
     flag(Id::MaxRestarts, &["max-restarts"], None, Req("<N>"), General, "Stop the run after this many worker restarts").default("unlimited"),
     flag(Id::ProgressInterval, &["progress-interval"], None, Req("<Time>"), General, "Progress line period when stdout is not a terminal; 0: none").default("10s"),
     flag(Id::Json, &["json"], None, Req("<file>"), General, "Write the final report as JSON (- for stdout)"),
+    flag(Id::SnapshotInterval, &["snapshot-interval"], None, Req("<Time>"), General, "Rewrite the --json and --latency-hgrm files with the run so far this often; 0: only at the end").default("60s"),
     flag(Id::LatencyLog, &["latency-log"], None, Req("<file>"), Latency, "Write an HdrHistogram interval log (one interval a second)"),
     flag(Id::LatencyHgrm, &["latency-hgrm"], None, Req("<prefix>"), Latency, "Write <prefix>.<kind>.hgrm percentile spectra"),
     flag(Id::Server, &["server"], None, Req("<host:port>"), General, "Take start/rate/stop commands from an orchestration server").unsupported(),
@@ -1153,6 +1155,7 @@ impl State {
             Id::MaxRestarts => o.max_restarts = Some(v.integer(0, u64::from(u32::MAX))?),
             Id::ProgressInterval => o.progress_interval = v.time(false)?,
             Id::Json => o.json = Some(v.text()?.to_string()),
+            Id::SnapshotInterval => o.snapshot_interval = v.time(false)?,
             Id::LatencyLog => o.latency_log = Some(v.text()?.to_string()),
             Id::LatencyHgrm => o.latency_hgrm = Some(v.text()?.to_string()),
             Id::LatencyPercentiles => {
@@ -1557,8 +1560,8 @@ mod tests {
         assert_eq!(longs.len(), n, "duplicate long name");
         // tcpkali's 50 long names, plus --latency-search-step, --pin,
         // --max-restarts, --progress-interval, --json, --latency-log,
-        // --latency-hgrm, --generate.
-        assert_eq!(n, 58);
+        // --latency-hgrm, --generate, --snapshot-interval.
+        assert_eq!(n, 59);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! progress, decides when the run ends, and prints the summary.
 
 pub mod monitor;
+pub mod outputs;
 pub mod rate_search;
 pub mod report;
 pub mod results;
@@ -196,6 +197,8 @@ struct Supervisor {
     message_base: Option<hdrhistogram::Histogram<u64>>,
     /// `--latency-log`, and the wall time its current interval began.
     interval_log: Option<(IntervalLog, f64)>,
+    /// Snapshots of the reports, and the health of every output.
+    outputs: outputs::Outputs,
     pids: Vec<Option<Pid>>,
     /// Each slot's worker life: start, back-off, pending restart, heartbeat.
     lives: Vec<Life>,
@@ -329,6 +332,7 @@ impl Supervisor {
             None => None,
         };
         let workers = plan.workers;
+        let snapshot_interval = plan.opts.snapshot_interval;
         let plan_search = plan.opts.latency.target.as_ref().map(|(t, _)| SearchState {
             state: RateSearch::new(*t, plan.opts.message_rate.unwrap_or(100.0)),
             short_ticks: 0,
@@ -351,6 +355,7 @@ impl Supervisor {
             search: plan_search,
             message_base: None,
             interval_log,
+            outputs: outputs::Outputs::new(snapshot_interval),
             pids: vec![None; workers],
             lives: vec![
                 Life {
@@ -498,6 +503,7 @@ impl Supervisor {
                     }
                 }
                 self.report_statsd(&snap, &rates, now);
+                self.tend_outputs(now, &phase, &snap);
                 if self
                     .interval_log
                     .as_ref()
@@ -599,8 +605,9 @@ impl Supervisor {
                 ));
                 return 1;
             }
-            Ending::WorkerFailed => return 1,
-            Ending::Completed
+            // The run stops, but what it measured is still reported.
+            Ending::WorkerFailed
+            | Ending::Completed
             | Ending::Interrupted
             | Ending::SearchFound(_)
             | Ending::SearchFailed => {}
@@ -616,7 +623,9 @@ impl Supervisor {
         let mut text = report::summary(&SummaryInput {
             delta,
             duration: (now - since).as_secs_f64(),
-            channels: last.gauge(Gauge::OpenIn) + last.gauge(Gauge::OpenOut),
+            channels: last
+                .gauge(Gauge::OpenIn)
+                .saturating_add(last.gauge(Gauge::OpenOut)),
             message_rates: self.plan.opts.message_marker,
             latency_lines: self.latency_lines(),
         });
@@ -637,7 +646,7 @@ impl Supervisor {
                 last.get(Counter::ProtocolErrors)
             );
         }
-        let mut status = 0;
+        let mut status = if ending == Ending::WorkerFailed { 1 } else { 0 };
         if let Some((_, target)) = &self.plan.opts.latency.target {
             match ending {
                 Ending::SearchFound(rate) => {
@@ -669,25 +678,11 @@ impl Supervisor {
         let report = self.run_report(
             delta,
             measured,
-            last.gauge(Gauge::OpenIn) + last.gauge(Gauge::OpenOut),
+            last.gauge(Gauge::OpenIn)
+                .saturating_add(last.gauge(Gauge::OpenOut)),
         );
-        if let Some(prefix) = &self.plan.opts.latency_hgrm {
-            for (name, h) in &report.latency {
-                if let Err(e) = results::write_hgrm(prefix, name, h) {
-                    diag!("--latency-hgrm={prefix}: {e}");
-                    status = status.max(1);
-                }
-            }
-        }
-        // A closed stdout (`| head -1`) must not turn a finished run into a
-        // crash; with --json - the summary moves to stderr.
-        let json = self.plan.opts.json.as_ref().map(|_| report.to_json_text());
-        let written = results::write_outputs(
-            &text,
-            self.plan.opts.json.as_deref(),
-            json.as_deref().unwrap_or(""),
-        );
-        status.max(written)
+        self.write_final(&report, &text);
+        status
     }
 
     /// The run as the JSON report describes it.
@@ -705,7 +700,10 @@ impl Supervisor {
             })
             .collect::<Vec<_>>();
         RunReport {
-            command_line: std::env::args().collect(),
+            // Arguments need not be UTF-8 (`-m $'\xff'`).
+            command_line: std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
             start: end - duration,
             end,
             delta,
@@ -721,6 +719,7 @@ impl Supervisor {
             restarts: workers.iter().map(|w| w.restarts).sum(),
             workers,
             hosts: 1,
+            final_report: true,
         }
     }
 
@@ -735,11 +734,7 @@ impl Supervisor {
             .map(|(k, _, _)| self.region.histogram(*k, &self.layout))
             .collect();
         let names: Vec<&str> = kinds.iter().map(|(k, _, _)| kind_name(*k)).collect();
-        let now = wall_seconds();
-        if let Some((log, since)) = self.interval_log.as_mut() {
-            log.interval(now, *since, &names, &hists);
-            *since = now;
-        }
+        self.write_log_interval(wall_seconds(), &names, &hists);
     }
 
     /// `-r @Latency`: feeds the search its ticks (every tenth of a step and
@@ -1020,7 +1015,7 @@ impl Supervisor {
                 continue;
             }
             let control = &self.region.slot(i).control;
-            let restarts = control.restarts.load(Ordering::Relaxed) + 1;
+            let restarts = control.restarts.load(Ordering::Relaxed).saturating_add(1);
             control.restarts.store(restarts, Ordering::Relaxed);
             let total: u64 = (0..self.region.workers())
                 .map(|s| self.region.slot(s).control.restarts.load(Ordering::Relaxed))
@@ -1028,7 +1023,7 @@ impl Supervisor {
             if self.plan.opts.max_restarts.is_some_and(|max| total > max) {
                 self.say(&format!(
                     "Worker {i} (pid {pid}) {what}; --max-restarts={} reached, stopping the run.",
-                    total - 1
+                    total.saturating_sub(1)
                 ));
                 return Some(Ending::WorkerFailed);
             }

@@ -6,6 +6,7 @@
 //! base64: any HdrHistogram implementation reads them, and merging them is
 //! exact (percentiles cannot be averaged, histograms can be added).
 
+use crate::supervisor::outputs;
 use crate::supervisor::report::{self, SummaryInput};
 use base64::Engine as _;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
@@ -54,6 +55,9 @@ pub struct RunReport {
     pub restarts: u64,
     /// How many reports this one merges (1 for a single run).
     pub hosts: u64,
+    /// `false` for a snapshot taken while the run went on (or for a merge
+    /// of reports of which one was such a snapshot).
+    pub final_report: bool,
 }
 
 /// Why reports could not be read or merged.
@@ -179,10 +183,11 @@ pub fn merge(reports: Vec<RunReport>) -> Result<RunReport, ReportError> {
         acc.duration = acc.duration.max(r.duration);
         acc.start = acc.start.min(r.start);
         acc.end = acc.end.max(r.end);
-        acc.channels += r.channels;
+        acc.channels = acc.channels.saturating_add(r.channels);
         acc.message_rates |= r.message_rates;
-        acc.restarts += r.restarts;
-        acc.hosts += r.hosts;
+        acc.restarts = acc.restarts.saturating_add(r.restarts);
+        acc.hosts = acc.hosts.saturating_add(r.hosts);
+        acc.final_report &= r.final_report;
         for (name, h) in r.latency {
             match acc.latency.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, mine)) => {
@@ -201,25 +206,24 @@ pub fn merge(reports: Vec<RunReport>) -> Result<RunReport, ReportError> {
 pub fn merge_command(args: &[String]) -> i32 {
     let mut json_out = None;
     let mut files = Vec::new();
-    let mut i = 0;
-    while i < args.len() {
-        match args[i].as_str() {
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        match word.as_str() {
             "--json" => {
-                let Some(path) = args.get(i + 1) else {
+                let Some(path) = words.next() else {
                     diag!("tcpkali merge: --json needs a file name (or -)");
                     return 64;
                 };
                 json_out = Some(path.clone());
-                i += 2;
             }
             "-h" | "--help" => {
-                println!("Usage: tcpkali merge [--json FILE|-] REPORT.json...");
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "Usage: tcpkali merge [--json FILE|-] REPORT.json..."
+                );
                 return 0;
             }
-            other => {
-                files.push(other.to_string());
-                i += 1;
-            }
+            other => files.push(other.to_string()),
         }
     }
     if files.is_empty() {
@@ -236,7 +240,15 @@ pub fn merge_command(args: &[String]) -> i32 {
             }
         };
         match RunReport::from_json_text(&text, f) {
-            Ok(r) => reports.push(r),
+            Ok(r) => {
+                if !r.final_report {
+                    diag!(
+                        "tcpkali merge: NOTE: {f} is a snapshot (\"final\": false): its run went on after {}, or ended before its last report.",
+                        report::utc_timestamp(unix_time(r.end))
+                    );
+                }
+                reports.push(r)
+            }
             Err(e) => {
                 diag!("tcpkali merge: {e}");
                 return 65;
@@ -271,7 +283,7 @@ pub fn write_outputs(summary: &str, json_out: Option<&str>, json: &str) -> i32 {
             let _ = out.write_all(summary.as_bytes());
             let _ = out.flush();
             if let Some(path) = other {
-                if let Err(e) = std::fs::write(path, json) {
+                if let Err(e) = outputs::write_file(path, json.as_bytes()) {
                     diag!("--json={path}: {e}");
                     status = 1;
                 }
@@ -318,29 +330,39 @@ impl IntervalLog {
     }
 
     /// Writes the interval ending now for each kind: the histogram since
-    /// the previous call (`cumulative` in the order of `names`).
+    /// the previous written interval (`cumulative` in the order of
+    /// `names`). When the write fails nothing is taken as written, so the
+    /// next interval that gets through spans the gap and no sample is lost.
     pub fn interval(
         &mut self,
         now_unix: f64,
         since_unix: f64,
         names: &[&str],
         cumulative: &[Histogram<u64>],
-    ) {
+    ) -> std::io::Result<()> {
+        let mut text = String::new();
         for (i, (name, h)) in names.iter().zip(cumulative).enumerate() {
             let mut interval = h.clone();
             if let Some(prev) = self.previous.get(i) {
                 let _ = interval.subtract(prev);
             }
-            let _ = writeln!(
-                self.file,
-                "Tag={name},{:.3},{:.3},{:.3},{}",
+            text += &format!(
+                "Tag={name},{:.3},{:.3},{:.3},{}\n",
                 since_unix - self.start,
                 now_unix - since_unix,
                 interval.max() as f64 / 1000.0,
                 encode_histogram(&interval)
             );
         }
+        self.file.write_all(text.as_bytes())?;
         self.previous = cumulative.to_vec();
+        Ok(())
+    }
+
+    /// Makes the lines written so far durable (a host crash loses at most
+    /// what came after).
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        self.file.sync_data()
     }
 }
 
@@ -348,7 +370,18 @@ impl IntervalLog {
 /// percentile, total count, 1/(1-percentile)) with the footer lines that
 /// HdrHistogram tools and hdr-plot expect.
 pub fn write_hgrm(prefix: &str, kind: &str, h: &Histogram<u64>) -> std::io::Result<String> {
-    let path = format!("{prefix}.{kind}.hgrm");
+    let path = hgrm_path(prefix, kind);
+    outputs::write_atomic(&path, hgrm_text(h).as_bytes())?;
+    Ok(path)
+}
+
+/// The file `--latency-hgrm PREFIX` writes for a latency kind.
+pub fn hgrm_path(prefix: &str, kind: &str) -> String {
+    format!("{prefix}.{kind}.hgrm")
+}
+
+/// The percentile spectrum of `h`, as `.hgrm` files hold it.
+fn hgrm_text(h: &Histogram<u64>) -> String {
     let mut out = String::new();
     out += &format!(
         "{:>12} {:>14} {:>10} {:>14}\n\n",
@@ -386,8 +419,7 @@ pub fn write_hgrm(prefix: &str, kind: &str, h: &Histogram<u64>) -> std::io::Resu
         BucketLayout::standard().len() / (sub_buckets / 2) - 1,
         sub_buckets
     );
-    std::fs::write(&path, out)?;
-    Ok(path)
+    out
 }
 
 #[cfg(test)]
@@ -422,6 +454,7 @@ mod tests {
             workers: Vec::new(),
             restarts: 0,
             hosts: 1,
+            final_report: true,
         }
     }
 

@@ -18,7 +18,8 @@ use std::fmt;
 use tcpkali_ipc::{Counter, Snapshot, HIST_HIGH_US, HIST_LOW_US, HIST_SIGFIG};
 
 /// The document revision this tcpkali writes. 1: the first reports, which
-/// carry no "schema" key; 2: adds "schema".
+/// carry no "schema" key; 2: adds "schema" and "final" (false in the
+/// snapshots written during a run).
 pub const SCHEMA: u64 = 2;
 
 fn schema_of_unmarked() -> u64 {
@@ -29,12 +30,19 @@ fn one() -> u64 {
     1
 }
 
+fn yes() -> bool {
+    true
+}
+
 /// The whole report.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ReportDoc {
     pub tcpkali_report: u64,
     #[serde(default = "schema_of_unmarked")]
     pub schema: u64,
+    /// Reports of the first revision were only written at the end.
+    #[serde(rename = "final", default = "yes")]
+    pub is_final: bool,
     #[serde(default)]
     pub version: String,
     #[serde(default)]
@@ -219,6 +227,7 @@ impl ReportDoc {
         ReportDoc {
             tcpkali_report: REPORT_VERSION,
             schema: SCHEMA,
+            is_final: r.final_report,
             version: env!("CARGO_PKG_VERSION").to_string(),
             command_line: r.command_line.clone(),
             start: report::utc_timestamp(unix_time(r.start)),
@@ -304,6 +313,7 @@ impl ReportDoc {
             workers: Vec::new(),
             restarts: self.restarts,
             hosts: self.hosts,
+            final_report: self.is_final,
         })
     }
 }
