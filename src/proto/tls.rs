@@ -8,6 +8,8 @@ pub mod session;
 pub mod verify;
 
 #[cfg(test)]
+mod interop_tests;
+#[cfg(test)]
 mod tests;
 
 pub use config::{server_name, ServerIdentity, TlsConfig, TlsConfigError, Trust, Versions};
