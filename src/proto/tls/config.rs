@@ -227,9 +227,27 @@ pub struct TlsConfig {
 }
 
 /// The one crypto provider: *ring* builds with a C compiler alone (no
-/// cmake, no Go), and its AES-GCM is as fast as the CPU allows.
+/// cmake, no Go), and its AES-GCM is as fast as the CPU allows. Its suites
+/// are reordered to offer (and, as a server honouring the client's order,
+/// fall back to) AES-128-GCM first: it is as safe as AES-256 for a load
+/// test's traffic and has 10 rounds instead of 14, so it moves about 40 %
+/// more bytes per core.
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .sort_by_key(|s| !is_aes128_gcm(s.suite()));
+    Arc::new(provider)
+}
+
+fn is_aes128_gcm(suite: rustls::CipherSuite) -> bool {
+    use rustls::CipherSuite as C;
+    matches!(
+        suite,
+        C::TLS13_AES_128_GCM_SHA256
+            | C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+            | C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+    )
 }
 
 impl TlsConfig {

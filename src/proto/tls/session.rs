@@ -85,6 +85,11 @@ impl TlsSession {
         self.conn.protocol_version()
     }
 
+    /// The negotiated cipher suite, once known.
+    pub fn cipher_suite(&self) -> Option<rustls::CipherSuite> {
+        self.conn.negotiated_cipher_suite().map(|s| s.suite())
+    }
+
     /// Runs the handshake as far as the socket allows. Call it on every
     /// readiness edge until it returns `Done`; it returns `NeedRead` only
     /// after the socket said `EAGAIN`, and `NeedWrite` when the socket

@@ -175,7 +175,11 @@ fn exchange(a: &mut Transport, afd: RawFd, b: &mut Transport, bfd: RawFd, total:
 
 const TEN_MB: usize = 10 * 1000 * 1000;
 
-fn ten_megabytes_each_way(versions: Versions, want: rustls::ProtocolVersion) {
+fn ten_megabytes_each_way(
+    versions: Versions,
+    want: rustls::ProtocolVersion,
+    suite: rustls::CipherSuite,
+) {
     let config = loopback_config(versions);
     let (c, s) = tcp_pair();
     let (mut client, mut server) = tls_pair(&config);
@@ -185,6 +189,7 @@ fn ten_megabytes_each_way(versions: Versions, want: rustls::ProtocolVersion) {
             unreachable!()
         };
         assert_eq!(session.protocol_version(), Some(want));
+        assert_eq!(session.cipher_suite(), Some(suite));
     }
     exchange(
         &mut client,
@@ -197,12 +202,20 @@ fn ten_megabytes_each_way(versions: Versions, want: rustls::ProtocolVersion) {
 
 #[test]
 fn tls13_moves_ten_megabytes_each_way_byte_exact() {
-    ten_megabytes_each_way(Versions::Tls13, rustls::ProtocolVersion::TLSv1_3);
+    ten_megabytes_each_way(
+        Versions::Tls13,
+        rustls::ProtocolVersion::TLSv1_3,
+        rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
+    );
 }
 
 #[test]
 fn tls12_moves_ten_megabytes_each_way_byte_exact() {
-    ten_megabytes_each_way(Versions::Tls12, rustls::ProtocolVersion::TLSv1_2);
+    ten_megabytes_each_way(
+        Versions::Tls12,
+        rustls::ProtocolVersion::TLSv1_2,
+        rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    );
 }
 
 #[test]
