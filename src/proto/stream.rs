@@ -19,7 +19,8 @@ pub enum Handshake {
 /// How a read ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadOutcome {
-    /// `len` > 0 application bytes are at the start of the caller's buffer.
+    /// `len` application bytes are at the start of the caller's buffer
+    /// (0 only when the buffer was empty).
     /// `drained`: the socket had nothing more, so a new readiness edge
     /// announces more data; otherwise call read again (more may be
     /// buffered where no edge will announce it).

@@ -46,9 +46,16 @@ impl Transport {
         }
     }
 
-    /// Reads application bytes into `buf` (not empty).
+    /// Reads application bytes into `buf`. An empty `buf` reads nothing
+    /// (`Data` of length 0), so it is never taken for the peer's end.
     #[inline]
     pub fn read(&mut self, fd: RawFd, buf: &mut [u8]) -> Result<ReadOutcome, TransportError> {
+        if buf.is_empty() {
+            return Ok(ReadOutcome::Data {
+                len: 0,
+                drained: false,
+            });
+        }
         match self {
             Transport::Plain => plain_read(fd, buf),
             Transport::Tls(s) => s.read(fd, buf),

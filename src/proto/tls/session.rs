@@ -93,7 +93,10 @@ impl TlsSession {
     /// Runs the handshake as far as the socket allows. Call it on every
     /// readiness edge until it returns `Done`; it returns `NeedRead` only
     /// after the socket said `EAGAIN`, and `NeedWrite` when the socket
-    /// would not take our handshake messages.
+    /// would not take our handshake messages. A peer that stalls is the
+    /// caller's to time out (tcpkali's connect timeout covers the
+    /// handshake). After `Done`, application data may already be buffered:
+    /// call [`read`](Self::read) without waiting for an edge.
     pub fn handshake(&mut self, fd: RawFd) -> Result<Handshake, TransportError> {
         loop {
             if self.flush(fd)? == Flush::Blocked {
@@ -104,6 +107,7 @@ impl TlsSession {
             }
             let sniff = self.is_server && self.first_len < SNIFF_LEN;
             let mut io = FdIo::new(fd);
+            io.sniff = sniff;
             let got = self.conn.read_tls(&mut io);
             if sniff {
                 self.keep_first(&io);
@@ -121,7 +125,7 @@ impl TlsSession {
         }
     }
 
-    /// Decrypts into `buf` (which must not be empty) as much as the socket
+    /// Decrypts into `buf` as much as the socket
     /// holds, up to `buf.len()`. Before the handshake is done it runs the
     /// handshake and answers `WouldBlock` until it is. It may also send
     /// (replies the protocol requires); when that blocks, [`wants_write`]
@@ -129,6 +133,12 @@ impl TlsSession {
     ///
     /// [`wants_write`]: Self::wants_write
     pub fn read(&mut self, fd: RawFd, buf: &mut [u8]) -> Result<ReadOutcome, TransportError> {
+        if buf.is_empty() {
+            return Ok(ReadOutcome::Data {
+                len: 0,
+                drained: false,
+            });
+        }
         if self.conn.is_handshaking() && self.handshake(fd)? != Handshake::Done {
             return Ok(ReadOutcome::WouldBlock);
         }
@@ -305,7 +315,8 @@ struct FdIo {
     fd: RawFd,
     /// The socket had no more to read (short read, EOF or EAGAIN).
     drained: bool,
-    /// The start of the first read, for naming a non-TLS peer.
+    /// Keep the start of the first read, for naming a non-TLS peer.
+    sniff: bool,
     first: [u8; SNIFF_LEN],
     first_len: usize,
 }
@@ -315,6 +326,7 @@ impl FdIo {
         FdIo {
             fd,
             drained: false,
+            sniff: false,
             first: [0; SNIFF_LEN],
             first_len: 0,
         }
@@ -329,7 +341,7 @@ impl Read for FdIo {
                     if n < buf.len() {
                         self.drained = true;
                     }
-                    if self.first_len == 0 {
+                    if self.sniff && self.first_len == 0 {
                         self.first_len = n.min(SNIFF_LEN);
                         self.first[..self.first_len].copy_from_slice(&buf[..self.first_len]);
                     }

@@ -242,6 +242,21 @@ fn plain_transport_moves_bytes_byte_exact() {
 }
 
 #[test]
+fn an_empty_read_buffer_is_never_taken_for_the_end() {
+    let config = loopback_config(Versions::Any);
+    let (c, s) = tcp_pair();
+    let (mut client, mut server) = tls_pair(&config);
+    handshake_both(&mut client, c.as_raw_fd(), &mut server, s.as_raw_fd()).expect("handshake");
+    let nothing = ReadOutcome::Data {
+        len: 0,
+        drained: false,
+    };
+    assert_eq!(server.read(s.as_raw_fd(), &mut []).expect("read"), nothing);
+    let mut plain = Transport::Plain;
+    assert_eq!(plain.read(c.as_raw_fd(), &mut []).expect("read"), nothing);
+}
+
+#[test]
 fn a_write_before_the_handshake_accepts_nothing_and_drives_it() {
     let config = loopback_config(Versions::Any);
     let (c, _s) = tcp_pair();
