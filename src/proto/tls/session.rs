@@ -237,6 +237,13 @@ impl TlsSession {
         }
     }
 
+    /// Asks the peer to roll its TLS 1.3 traffic keys, as a peer may ask
+    /// us at any time.
+    #[cfg(test)]
+    pub fn request_key_update(&mut self) -> Result<(), rustls::Error> {
+        self.conn.refresh_traffic_keys()
+    }
+
     /// Sends the ciphertext waiting for the socket.
     pub fn flush(&mut self, fd: RawFd) -> Result<Flush, TransportError> {
         while self.conn.wants_write() {

@@ -242,6 +242,33 @@ fn plain_transport_moves_bytes_byte_exact() {
 }
 
 #[test]
+fn a_key_update_mid_stream_keeps_both_directions_working() {
+    let config = loopback_config(Versions::Tls13);
+    let (c, s) = tcp_pair();
+    let (cfd, sfd) = (c.as_raw_fd(), s.as_raw_fd());
+    let (mut client, mut server) = tls_pair(&config);
+    handshake_both(&mut client, cfd, &mut server, sfd).expect("handshake");
+    let Transport::Tls(session) = &mut client else {
+        unreachable!()
+    };
+    session.request_key_update().expect("key update");
+    client.write(cfd, b"new keys").expect("write");
+    let mut buf = [0u8; 64];
+    let start = Instant::now();
+    let got = loop {
+        assert!(start.elapsed() < DEADLINE);
+        match server.read(sfd, &mut buf).expect("read") {
+            ReadOutcome::Data { len, .. } => break len,
+            _ => wait_ready(&[sfd]),
+        }
+    };
+    assert_eq!(&buf[..got], b"new keys");
+    // The server answers with its own KeyUpdate ahead of its next record;
+    // both directions then run on new keys.
+    exchange(&mut client, cfd, &mut server, sfd, 1_000_000);
+}
+
+#[test]
 fn an_empty_read_buffer_is_never_taken_for_the_end() {
     let config = loopback_config(Versions::Any);
     let (c, s) = tcp_pair();
