@@ -64,6 +64,20 @@ impl Default for StatsdOpts {
     }
 }
 
+/// `--ssl` and its companions: TLS on every connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SslOptions {
+    /// `--ssl-cert`; `None`: `cert.pem` in the current directory, or an
+    /// ephemeral certificate when that does not exist and no key is named.
+    pub cert: Option<String>,
+    /// `--ssl-key`; `None`: `key.pem` in the current directory.
+    pub key: Option<String>,
+    /// `--ssl-verify` (implied by `--ssl-ca`): verify server certificates.
+    pub verify: bool,
+    /// `--ssl-ca`: the CAs to verify against instead of the system's.
+    pub ca: Option<String>,
+}
+
 /// Latency measurement options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LatencyOpts {
@@ -174,6 +188,8 @@ pub struct Options {
     pub latency_hgrm: Option<String>,
     /// `--ws`: RFC 6455 framing and handshake.
     pub websocket: bool,
+    /// `--ssl*`: `Some` when `--ssl` was given.
+    pub ssl: Option<SslOptions>,
     /// The client's upgrade request parts: the path of the first
     /// destination and every `-H` header, parsed (they may hold
     /// per-connection expressions).
@@ -221,6 +237,7 @@ impl Default for Options {
             latency_log: None,
             latency_hgrm: None,
             websocket: false,
+            ssl: None,
             ws_path: None,
             ws_headers: Vec::new(),
             first_messages: Vec::new(),

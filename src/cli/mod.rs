@@ -26,7 +26,7 @@ use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
-use crate::cli::config::{DestSpec, ListenSpec, Options, Snippet};
+use crate::cli::config::{DestSpec, ListenSpec, Options, Snippet, SslOptions};
 use crate::cli::units::{fmt_g, UnitError};
 use crate::content::expr::{Piece, Template};
 use crate::content::{self, MessageFileError};
@@ -171,6 +171,8 @@ enum Id {
     Ssl,
     SslCert,
     SslKey,
+    SslVerify,
+    SslCa,
     Header,
     Connections,
     ConnectRate,
@@ -336,9 +338,11 @@ static FLAGS: &[Flag] = &[
     flag(Id::WriteCombine, &["write-combine"], None, Req("on|off"), Network, "Batch messages into as few writes as possible").default("on"),
     // Test run
     flag(Id::Websocket, &["websocket", "ws"], None, Switch, TestRun, "Use RFC 6455 WebSocket framing"),
-    flag(Id::Ssl, &["ssl"], None, Switch, TestRun, "Use TLS on client and server sockets").unsupported(),
-    flag(Id::SslCert, &["ssl-cert"], None, Req("<filename>"), TestRun, "Server certificate (PEM)").default("cert.pem").unsupported(),
-    flag(Id::SslKey, &["ssl-key"], None, Req("<filename>"), TestRun, "Server private key (PEM)").default("key.pem").unsupported(),
+    flag(Id::Ssl, &["ssl"], None, Switch, TestRun, "Use TLS on client and server sockets"),
+    flag(Id::SslCert, &["ssl-cert"], None, Req("<filename>"), TestRun, "Server certificate chain (PEM); without it or cert.pem, an ephemeral self-signed one").default("cert.pem"),
+    flag(Id::SslKey, &["ssl-key"], None, Req("<filename>"), TestRun, "Server private key (PEM)").default("key.pem"),
+    flag(Id::SslVerify, &["ssl-verify"], None, Switch, TestRun, "Verify server certificates against the system's CAs").default("accept any"),
+    flag(Id::SslCa, &["ssl-ca"], None, Req("<filename>"), TestRun, "Verify server certificates against these CAs (PEM); implies --ssl-verify"),
     flag(Id::Header, &["header"], Some(b'H'), Req("<string>"), TestRun, "Extra HTTP header for the WebSocket upgrade (repeatable)"),
     flag(Id::Connections, &["connections"], Some(b'c'), Req("<N>"), TestRun, "Concurrent connections to open to the destinations").default("1").common(),
     flag(Id::ConnectRate, &["connect-rate"], None, Req("<Rate>"), TestRun, "New connections per second").default("100").common(),
@@ -652,6 +656,11 @@ struct State {
     duration_given: bool,
     /// The first option seen that is not supported yet.
     unsupported: Option<String>,
+    /// `--ssl` appeared; the companions are kept whether or not it did.
+    ssl_on: bool,
+    ssl: SslOptions,
+    /// The first `--ssl-*` companion seen (for the warning without `--ssl`).
+    ssl_companion: Option<String>,
 }
 
 /// Longest time any option accepts: 100 years.
@@ -858,6 +867,9 @@ impl State {
             headers: Vec::new(),
             duration_given: false,
             unsupported: None,
+            ssl_on: false,
+            ssl: SslOptions::default(),
+            ssl_companion: None,
         }
     }
 
@@ -1046,14 +1058,31 @@ impl State {
             Id::LatencyFirstByte => o.latency.first_byte = true,
             Id::Statsd => o.statsd.enabled = true,
             Id::Websocket => o.websocket = true,
-            Id::Ssl => {}
+            Id::Ssl => self.ssl_on = true,
             Id::Server => {
                 if !v.text()?.contains(':') {
                     return Err(v.invalid("expected host:port"));
                 }
             }
-            Id::SslCert | Id::SslKey => {
-                v.text()?;
+            Id::SslCert | Id::SslKey | Id::SslCa => {
+                let path = v.text()?;
+                if path.is_empty() {
+                    return Err(v.invalid("expected a file name"));
+                }
+                let slot = match flag.id {
+                    Id::SslCert => &mut self.ssl.cert,
+                    Id::SslKey => &mut self.ssl.key,
+                    _ => {
+                        self.ssl.verify = true;
+                        &mut self.ssl.ca
+                    }
+                };
+                *slot = Some(path.to_string());
+                self.ssl_companion.get_or_insert_with(|| flag.name());
+            }
+            Id::SslVerify => {
+                self.ssl.verify = true;
+                self.ssl_companion.get_or_insert_with(|| flag.name());
             }
             Id::StatsdHost => o.statsd.host = v.text()?.to_string(),
             Id::StatsdNamespace => o.statsd.namespace = v.text()?.to_string(),
@@ -1171,6 +1200,18 @@ impl State {
             Id::StatsdLatencyWindow => o.statsd.latency_window = Some(v.time(true)?),
         }
         Ok(None)
+    }
+
+    /// `--ssl` takes its companions along; without it they do nothing,
+    /// which deserves a word.
+    fn finish_ssl(&mut self) {
+        let ssl = std::mem::take(&mut self.ssl);
+        if self.ssl_on {
+            self.opts.ssl = Some(ssl);
+        } else if let Some(option) = self.ssl_companion.take() {
+            self.notes
+                .push(format!("WARNING: {option} has no effect without --ssl"));
+        }
     }
 
     /// Unescapes and files away the message data.
@@ -1414,6 +1455,7 @@ pub fn parse(args: &[OsString]) -> Result<Action, CliError> {
         return Err(CliError::NotSupported { option });
     }
     state.finish_snippets()?;
+    state.finish_ssl();
     if state.opts.latency.target.is_some() && !state.duration_given {
         // The search runs until it has an answer.
         state.opts.duration = None;
@@ -1569,8 +1611,9 @@ mod tests {
         assert_eq!(longs.len(), n, "duplicate long name");
         // tcpkali's 50 long names, plus --latency-search-step, --pin,
         // --max-restarts, --progress-interval, --json, --latency-log,
-        // --latency-hgrm, --pipeline, --generate, --snapshot-interval.
-        assert_eq!(n, 60);
+        // --latency-hgrm, --pipeline, --generate, --snapshot-interval,
+        // --ssl-verify and --ssl-ca.
+        assert_eq!(n, 62);
     }
 
     #[test]
@@ -2169,11 +2212,11 @@ mod tests {
         // The first unsupported option is named, after the whole line parsed.
         assert_eq!(
             err_text(&["--ssl-cert=c", "--server=h:2", "--ssl", "h:1"]),
-            "--ssl-cert: not supported yet"
+            "--server: not supported yet"
         );
-        assert!(err_text(&["--ssl", "-c", "x", "h:1"]).starts_with("--connections=x"));
+        assert!(err_text(&["--server=h:2", "-c", "x", "h:1"]).starts_with("--connections=x"));
         // Even without a destination, the unsupported option is reported.
-        assert_eq!(err_text(&["--ssl"]), "--ssl: not supported yet");
+        assert_eq!(err_text(&["--server=h:2"]), "--server: not supported yet");
         for (line, want) in [
             (&["--channel-bandwidth-upstream=0"][..], "> 0"),
             (&["--channel-bandwidth-upstream=1x"], "unknown unit"),
@@ -2194,12 +2237,69 @@ mod tests {
             let text = err_text(&list);
             assert!(text.contains(want), "{line:?}: {text}");
         }
-        for line in [&["--server=h:1"][..], &["--ssl-cert=c"], &["--ssl-key=k"]] {
-            let mut list = line.to_vec();
-            list.push("h:1");
-            let e = err(&list);
-            assert!(matches!(e, CliError::NotSupported { .. }), "{line:?}: {e}");
+        let e = err(&["--server=h:1", "h:1"]);
+        assert!(matches!(e, CliError::NotSupported { .. }), "{e}");
+    }
+
+    #[test]
+    fn ssl_takes_its_files_and_verification_along() {
+        assert_eq!(opts(&["h:1"]).ssl, None);
+        assert_eq!(opts(&["--ssl", "h:1"]).ssl, Some(SslOptions::default()));
+        let o = opts(&["--ssl-cert", "c.pem", "--ssl-key=k.pem", "--ssl", "-l", "1"]);
+        assert_eq!(
+            o.ssl,
+            Some(SslOptions {
+                cert: Some("c.pem".into()),
+                key: Some("k.pem".into()),
+                verify: false,
+                ca: None,
+            })
+        );
+        let o = opts(&["--ssl", "--ssl-verify", "h:1"]);
+        assert_eq!(o.ssl.map(|s| (s.verify, s.ca)), Some((true, None)));
+        let o = opts(&["--ssl", "--ssl-ca=roots.pem", "h:1"]);
+        assert_eq!(
+            o.ssl.map(|s| (s.verify, s.ca)),
+            Some((true, Some("roots.pem".into())))
+        );
+    }
+
+    #[test]
+    fn ssl_companions_without_ssl_only_warn() {
+        let p = run(&["--ssl-key=k.pem", "--ssl-verify", "h:1"]);
+        assert_eq!(p.options.ssl, None);
+        assert_eq!(
+            p.notes,
+            ["WARNING: --ssl-key has no effect without --ssl".to_string()]
+        );
+    }
+
+    #[test]
+    fn ssl_file_options_need_a_name() {
+        for option in ["--ssl-cert=", "--ssl-key=", "--ssl-ca="] {
+            let text = err_text(&["--ssl", option, "h:1"]);
+            assert!(text.ends_with("expected a file name"), "{text}");
         }
+        assert!(matches!(err(&["--ssl-ca"]), CliError::MissingValue { .. }));
+    }
+
+    #[test]
+    fn ssl_options_are_in_the_long_help() {
+        let help = help_text(true);
+        for option in [
+            "--ssl ",
+            "--ssl-cert",
+            "--ssl-key",
+            "--ssl-verify",
+            "--ssl-ca",
+        ] {
+            assert!(help.contains(option), "{option} missing");
+        }
+        let ssl_lines: Vec<&str> = help.lines().filter(|l| l.contains("--ssl")).collect();
+        assert!(
+            ssl_lines.iter().all(|l| !l.contains("not supported")),
+            "{ssl_lines:?}"
+        );
     }
 
     #[test]

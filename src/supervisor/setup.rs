@@ -2,11 +2,12 @@
 //! addresses, choose source addresses, size the worker pool, and print the
 //! start-up lines tcpkali prints.
 
-use crate::cli::config::Options;
+use crate::cli::config::{Options, SslOptions};
 use crate::content::expr::{Piece, RenderCtx, Scope, Template};
 use crate::content::payload::{Payload, MIN_CYCLE};
 use crate::content::Content;
 use crate::proto::tcp::{self, Bracketed, SockOpts};
+use crate::proto::tls::{ServerIdentity, TlsConfig, TlsConfigError, Trust, Versions};
 use crate::worker::latency;
 use crate::worker::pace::Rate;
 use crate::worker::{DestPlan, Marker, Shared, WorkerPlan, WsPlan};
@@ -14,6 +15,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
 
 /// A run, resolved against this host.
 #[derive(Debug, Clone)]
@@ -25,6 +27,10 @@ pub struct Plan {
     /// Source addresses per destination (same index); empty: kernel's choice.
     pub sources: Vec<Vec<SocketAddr>>,
     pub listen: Vec<SocketAddr>,
+    /// `--ssl`: the TLS set-up every worker inherits.
+    // Read by the workers once the reactor drives TLS sessions.
+    #[allow(dead_code)]
+    pub tls: Option<TlsConfig>,
 }
 
 /// Why the plan could not be made.
@@ -40,6 +46,10 @@ pub enum SetupError {
     NoSourceFor(SocketAddr),
     /// The `-l` host did not resolve.
     ListenHost { spec: String, reason: String },
+    /// A TLS file is missing or unusable.
+    Tls(TlsConfigError),
+    /// `--ssl` passed every check, but connections cannot use TLS yet.
+    TlsNotWired,
 }
 
 impl SetupError {
@@ -72,6 +82,8 @@ impl fmt::Display for SetupError {
             SetupError::ListenHost { spec, reason } => {
                 write!(f, "--listen-port={spec}: cannot resolve: {reason}")
             }
+            SetupError::Tls(e) => write!(f, "{e}"),
+            SetupError::TlsNotWired => f.write_str("--ssl: not supported yet"),
         }
     }
 }
@@ -138,13 +150,52 @@ pub fn prepare(opts: Options) -> Result<Plan, SetupError> {
             addrs
         }
     };
+    let tls = match &opts.ssl {
+        None => None,
+        Some(ssl) => {
+            let (config, note) = tls_config(ssl, !destinations.is_empty(), &listen, Path::new("."))
+                .map_err(SetupError::Tls)?;
+            if let Some(note) = note {
+                diag!("{note}");
+            }
+            Some(config)
+        }
+    };
+    if tls.is_some() {
+        // The files and settings are checked; the reactor does not drive
+        // TLS sessions yet, so a run would send plaintext.
+        return Err(SetupError::TlsNotWired);
+    }
     Ok(Plan {
         opts,
         workers,
         destinations,
         sources,
         listen,
+        tls,
     })
+}
+
+/// The TLS set-up `--ssl` asks for: a client side when the run connects,
+/// a server side when it listens (default files looked up in `dir`), and
+/// the NOTE announcing an ephemeral certificate.
+pub fn tls_config(
+    ssl: &SslOptions,
+    connects: bool,
+    listen: &[SocketAddr],
+    dir: &Path,
+) -> Result<(TlsConfig, Option<String>), TlsConfigError> {
+    let trust = connects.then(|| match (&ssl.ca, ssl.verify) {
+        (Some(ca), _) => Trust::CaFile(PathBuf::from(ca)),
+        (None, true) => Trust::SystemRoots,
+        (None, false) => Trust::AnyCertificate,
+    });
+    let identity = (!listen.is_empty()).then(|| {
+        let ips: Vec<IpAddr> = listen.iter().map(SocketAddr::ip).collect();
+        ServerIdentity::choose(ssl.cert.as_deref(), ssl.key.as_deref(), dir, &ips)
+    });
+    let config = TlsConfig::new(trust.as_ref(), identity.as_ref(), Versions::Any)?;
+    Ok((config, identity.and_then(|i| i.note())))
 }
 
 fn given_sources(
@@ -405,6 +456,94 @@ pub fn worker_plans(plan: &Plan, listeners: &[Vec<RawFd>]) -> Vec<WorkerPlan> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn empty_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tcpkali-setup-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    fn any_port(ip: IpAddr) -> SocketAddr {
+        SocketAddr::new(ip, 8443)
+    }
+
+    #[test]
+    fn a_tls_sink_without_files_gets_an_ephemeral_certificate_and_a_note() {
+        let dir = empty_dir("ephemeral");
+        let listen = [
+            any_port(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            any_port(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+        ];
+        let (config, note) =
+            tls_config(&SslOptions::default(), false, &listen, &dir).expect("config");
+        assert_eq!(
+            note.as_deref(),
+            Some("NOTE: --ssl: no cert.pem here, serving an ephemeral self-signed certificate for localhost, 127.0.0.1, ::1")
+        );
+        assert!(config.server_session().is_some());
+        assert!(config
+            .client_session(crate::proto::tls::server_name(
+                "localhost",
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            ))
+            .is_none());
+    }
+
+    #[test]
+    fn a_tls_client_reads_no_server_files() {
+        let dir = empty_dir("client");
+        let ssl = SslOptions {
+            cert: Some("/nonexistent/cert.pem".into()),
+            ..SslOptions::default()
+        };
+        let (config, note) = tls_config(&ssl, true, &[], &dir).expect("config");
+        assert_eq!(note, None);
+        assert!(config.server_session().is_none());
+    }
+
+    #[test]
+    fn a_named_certificate_that_is_missing_stops_a_tls_sink() {
+        let dir = empty_dir("missing");
+        let ssl = SslOptions {
+            cert: Some("/nonexistent/cert.pem".into()),
+            ..SslOptions::default()
+        };
+        let listen = [any_port(IpAddr::V4(Ipv4Addr::LOCALHOST))];
+        let e = tls_config(&ssl, false, &listen, &dir).expect_err("must fail");
+        assert_eq!(
+            SetupError::Tls(e).to_string(),
+            "/nonexistent/cert.pem: Can not access X.509 certificate file: No such file or directory"
+        );
+    }
+
+    #[test]
+    fn a_cert_pem_without_key_pem_stops_a_tls_sink() {
+        let dir = empty_dir("no-key");
+        let made =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("rcgen");
+        std::fs::write(dir.join("cert.pem"), made.cert.pem()).expect("write");
+        let listen = [any_port(IpAddr::V4(Ipv4Addr::LOCALHOST))];
+        let e = tls_config(&SslOptions::default(), false, &listen, &dir).expect_err("must fail");
+        assert!(matches!(e, TlsConfigError::KeyFile { .. }), "{e}");
+        std::fs::write(dir.join("key.pem"), made.signing_key.serialize_pem()).expect("write");
+        let (_, note) = tls_config(&SslOptions::default(), false, &listen, &dir).expect("config");
+        assert_eq!(note, None, "the files in the directory are used");
+    }
+
+    #[test]
+    fn ssl_ca_means_verification_against_that_file() {
+        let dir = empty_dir("ca");
+        let ssl = SslOptions {
+            verify: true,
+            ca: Some(dir.join("none.pem").display().to_string()),
+            ..SslOptions::default()
+        };
+        let e = tls_config(&ssl, true, &[], &dir).expect_err("must fail");
+        assert!(matches!(e, TlsConfigError::CaFile { .. }), "{e}");
+        // Without a destination there is nothing to verify.
+        tls_config(&ssl, false, &[], &dir).expect("config");
+    }
 
     #[test]
     fn shares_add_up_to_the_total() {

@@ -1,0 +1,17 @@
+//! TLS (rustls, sync API) as a transport: the configuration a run builds
+//! once before forking, and the per-connection session the reactor drives
+//! on readiness (see [`session`] for the contract).
+
+pub mod config;
+pub mod error;
+pub mod session;
+pub mod verify;
+
+#[cfg(test)]
+mod interop_tests;
+#[cfg(test)]
+mod tests;
+
+pub use config::{server_name, ServerIdentity, TlsConfig, TlsConfigError, Trust, Versions};
+pub use error::TlsError;
+pub use session::{TlsSession, CIPHERTEXT_LIMIT};
