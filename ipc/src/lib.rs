@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TCPKALI\0");
 
 /// Bumped whenever the layout below changes; readers refuse a mismatch.
-pub const LAYOUT_VERSION: u64 = 6;
+pub const LAYOUT_VERSION: u64 = 7;
 
 /// Cumulative per-worker counters. The discriminant is the index into
 /// [`Counters`] and [`Snapshot`].
@@ -75,10 +75,15 @@ pub enum Counter {
     ProtocolErrors,
     /// WebSocket frames received (every opcode).
     FramesRcvd,
+    /// TLS handshakes completed (`--ssl`), either direction.
+    TlsHandshakes,
+    /// TLS handshakes that failed: a bad certificate, a peer that is not
+    /// speaking TLS, one that left or stalled past `--connect-timeout`.
+    TlsFailures,
 }
 
 /// Number of [`Counter`] kinds.
-pub const COUNTERS: usize = Counter::FramesRcvd as usize + 1;
+pub const COUNTERS: usize = Counter::TlsFailures as usize + 1;
 
 /// Point-in-time values written by a slot's worker with plain stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,10 +149,14 @@ pub enum HistKind {
     /// that a send held back by the peer counts its wait (wrk2's
     /// correction for coordinated omission).
     MessageIntended,
+    /// TLS handshake latency (`--ssl` with `--latency-connect`): from the
+    /// TCP connection's start of data (connected or accepted) to the end
+    /// of the TLS handshake.
+    TlsHandshake,
 }
 
 /// Number of [`HistKind`] kinds.
-pub const HIST_KINDS: usize = HistKind::MessageIntended as usize + 1;
+pub const HIST_KINDS: usize = HistKind::TlsHandshake as usize + 1;
 
 /// One worker's cumulative counters.
 #[repr(C, align(64))]

@@ -14,4 +14,6 @@ mod tests;
 
 pub use config::{server_name, ServerIdentity, TlsConfig, TlsConfigError, Trust, Versions};
 pub use error::TlsError;
-pub use session::{TlsSession, CIPHERTEXT_LIMIT};
+pub use session::TlsSession;
+#[cfg(test)]
+pub use session::CIPHERTEXT_LIMIT;

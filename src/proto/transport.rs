@@ -122,6 +122,18 @@ impl Transport {
         }
     }
 
+    /// What was negotiated, for `-vv` (`None` for plain TCP).
+    pub fn describe(&self) -> Option<String> {
+        match self {
+            Transport::Plain => None,
+            Transport::Tls(s) => Some(format!(
+                "{:?}, {:?}",
+                s.protocol_version()?,
+                s.cipher_suite()?
+            )),
+        }
+    }
+
     /// Output is held back for the socket (TLS only).
     pub fn wants_write(&self) -> bool {
         match self {

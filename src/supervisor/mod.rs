@@ -648,6 +648,13 @@ impl Supervisor {
         if restarts > 0 {
             text += &format!("Worker restarts: {restarts}\n");
         }
+        if self.plan.opts.ssl.is_some() {
+            text += &format!(
+                "TLS: {} handshakes completed, {} failed.\n",
+                last.get(Counter::TlsHandshakes),
+                last.get(Counter::TlsFailures)
+            );
+        }
         if self.plan.opts.websocket {
             text += &format!(
                 "WebSocket: {} frames received, {} protocol errors.\n",
@@ -835,6 +842,7 @@ impl Supervisor {
             .iter()
             .filter(|l| match l.kind {
                 HistKind::Connect => o.latency.connect,
+                HistKind::TlsHandshake => o.latency.connect && o.ssl.is_some(),
                 HistKind::FirstByte => o.latency.first_byte,
                 HistKind::Message => o.latency.marker.is_some() || o.message_marker,
                 HistKind::MessageIntended => o.latency.marker.is_some() && paced,

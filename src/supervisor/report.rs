@@ -170,12 +170,18 @@ pub struct KindLabel {
 
 /// The latency kinds in tcpkali's order of summary lines (the one from the
 /// intended send time right after the message latency it corrects).
-pub const LATENCY_KINDS: [KindLabel; 4] = [
+pub const LATENCY_KINDS: [KindLabel; 5] = [
     KindLabel {
         kind: HistKind::Connect,
         name: "connect",
         title: "TCP connect latency",
         short: "c",
+    },
+    KindLabel {
+        kind: HistKind::TlsHandshake,
+        name: "tls_handshake",
+        title: "TLS handshake latency",
+        short: "tls",
     },
     KindLabel {
         kind: HistKind::FirstByte,

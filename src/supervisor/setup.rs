@@ -24,12 +24,13 @@ pub struct Plan {
     pub workers: usize,
     /// Every address of every destination operand.
     pub destinations: Vec<SocketAddr>,
+    /// The host each destination address was given as (same index): the
+    /// name TLS announces (SNI) and verifies.
+    pub hosts: Vec<String>,
     /// Source addresses per destination (same index); empty: kernel's choice.
     pub sources: Vec<Vec<SocketAddr>>,
     pub listen: Vec<SocketAddr>,
     /// `--ssl`: the TLS set-up every worker inherits.
-    // Read by the workers once the reactor drives TLS sessions.
-    #[allow(dead_code)]
     pub tls: Option<TlsConfig>,
 }
 
@@ -48,8 +49,6 @@ pub enum SetupError {
     ListenHost { spec: String, reason: String },
     /// A TLS file is missing or unusable.
     Tls(TlsConfigError),
-    /// `--ssl` passed every check, but connections cannot use TLS yet.
-    TlsNotWired,
 }
 
 impl SetupError {
@@ -83,7 +82,6 @@ impl fmt::Display for SetupError {
                 write!(f, "--listen-port={spec}: cannot resolve: {reason}")
             }
             SetupError::Tls(e) => write!(f, "{e}"),
-            SetupError::TlsNotWired => f.write_str("--ssl: not supported yet"),
         }
     }
 }
@@ -105,6 +103,7 @@ pub fn prepare(opts: Options) -> Result<Plan, SetupError> {
         .workers
         .unwrap_or_else(|| default_workers(&opts, tcp::allowed_cpus().len()));
     let mut destinations = Vec::new();
+    let mut hosts = Vec::new();
     for d in &opts.destinations {
         let operand = format!("{}:{}", d.host, d.port);
         let addrs =
@@ -118,6 +117,7 @@ pub fn prepare(opts: Options) -> Result<Plan, SetupError> {
         for a in addrs {
             if !destinations.contains(&a) {
                 destinations.push(a);
+                hosts.push(d.host.clone());
             }
         }
     }
@@ -161,15 +161,11 @@ pub fn prepare(opts: Options) -> Result<Plan, SetupError> {
             Some(config)
         }
     };
-    if tls.is_some() {
-        // The files and settings are checked; the reactor does not drive
-        // TLS sessions yet, so a run would send plaintext.
-        return Err(SetupError::TlsNotWired);
-    }
     Ok(Plan {
         opts,
         workers,
         destinations,
+        hosts,
         sources,
         listen,
         tls,
@@ -409,6 +405,7 @@ pub fn shared(plan: &Plan) -> Shared {
         marker_skip: o.latency.marker_skip,
         message_stop: o.message_stop.clone(),
         pipeline: o.pipeline,
+        tls: plan.tls.clone(),
         ws: o.websocket.then(|| WsPlan {
             path: o.ws_path.clone().unwrap_or(Template { pieces: Vec::new() }),
             host: o
@@ -441,8 +438,10 @@ pub fn worker_plans(plan: &Plan, listeners: &[Vec<RawFd>]) -> Vec<WorkerPlan> {
                     .destinations
                     .iter()
                     .zip(&plan.sources)
-                    .map(|(addr, sources)| DestPlan {
+                    .zip(&plan.hosts)
+                    .map(|((addr, sources), host)| DestPlan {
                         addr: *addr,
+                        host: host.clone(),
                         sources: source_subset(sources, plan.workers, i),
                     })
                     .collect(),

@@ -2,6 +2,8 @@
 //! what the reactor last learned about its readiness.
 
 use crate::content::payload::Own;
+use crate::proto::stream::TransportError;
+use crate::proto::transport::Transport;
 use crate::proto::ws::{FrameReader, RequestReader, ResponseReader, WsError};
 use crate::worker::latency::{MarkerScan, MarkerTrack, StreamSearch};
 use crate::worker::pace::Schedule;
@@ -21,6 +23,8 @@ pub enum Direction {
 pub enum Phase {
     /// TCP handshake in progress (outgoing only).
     Connecting,
+    /// TLS handshake in progress (`--ssl`), since this time.
+    Handshaking { since: u64 },
     /// Data may flow.
     Open,
 }
@@ -44,6 +48,21 @@ pub enum CloseReason {
     Protocol(WsError),
     /// The WebSocket closing handshake finished.
     WsClosed,
+    /// TLS failed, for this reason (`TlsError::reason`).
+    Tls(&'static str),
+}
+
+impl CloseReason {
+    /// Why a transport gave up, as a read or a write failed.
+    pub fn from_transport(e: TransportError, reading: bool) -> CloseReason {
+        match e {
+            TransportError::Io(errno) if reading => {
+                CloseReason::ReadError(nix::Error::from_raw(errno))
+            }
+            TransportError::Io(errno) => CloseReason::WriteError(nix::Error::from_raw(errno)),
+            TransportError::Tls(t) => CloseReason::Tls(t.reason()),
+        }
+    }
 }
 
 /// Where a WebSocket connection is in its handshake.
@@ -111,6 +130,8 @@ pub struct SendPos {
 #[derive(Debug)]
 pub struct Conn {
     pub fd: OwnedFd,
+    /// The transport under the framing: plain TCP or a TLS session.
+    pub transport: Transport,
     pub gen: u32,
     pub dir: Direction,
     pub phase: Phase,
@@ -153,6 +174,7 @@ impl Conn {
     pub fn new(fd: OwnedFd, gen: u32, dir: Direction, phase: Phase, now: u64) -> Conn {
         Conn {
             fd,
+            transport: Transport::Plain,
             gen,
             dir,
             phase,

@@ -5,7 +5,12 @@ use crate::cli::config::DumpSpec;
 use crate::content::expr::{self, RenderCtx, Scope, Template};
 use crate::content::payload::{Body, Generated, Own, Payload};
 use crate::content::Content;
+use crate::proto::stream::{
+    Flush, Handshake as TransportHandshake, ReadOutcome, TransportError, WriteOutcome,
+};
 use crate::proto::tcp::{self, Bracketed, SockOpts};
+use crate::proto::tls::{self, TlsConfig};
+use crate::proto::transport::Transport;
 use crate::proto::ws::{self, FrameEvent, FrameReader, Handshake, RequestReader, ResponseReader};
 use crate::worker::conn::{
     self, CloseReason, Conn, Direction, Phase, SendPos, Sending, Slab, WsConn, WsPhase,
@@ -18,7 +23,7 @@ use crate::worker::pace::{self, Pacer, Rate, Schedule};
 use memchr::memmem::Finder;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::io;
+
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering::Relaxed;
@@ -67,6 +72,9 @@ pub struct Shared {
     /// `--pipeline`: messages a connection may have awaiting their
     /// `--latency-marker`.
     pub pipeline: Option<u64>,
+    /// `--ssl`: every connection runs TLS (client side on outgoing ones,
+    /// server side on accepted ones).
+    pub tls: Option<TlsConfig>,
     /// `--ws`: how outgoing connections upgrade (accepted ones expect an
     /// upgrade request whenever this is set).
     pub ws: Option<WsPlan>,
@@ -94,6 +102,8 @@ pub enum Marker {
 #[derive(Debug, Clone)]
 pub struct DestPlan {
     pub addr: SocketAddr,
+    /// The host it was given as (TLS announces and verifies it).
+    pub host: String,
     /// Empty: let the kernel choose.
     pub sources: Vec<SocketAddr>,
 }
@@ -138,9 +148,11 @@ fn conn_ptr(uid: u64) -> u64 {
     0x7f00_0000_0000 | uid.wrapping_mul(0x40)
 }
 
-/// What `write_from` needs to know about the connection it writes.
+/// What `write_from` needs to know about the connection it writes (its
+/// transport is taken out of the connection meanwhile).
 struct Writing {
     fd: RawFd,
+    transport: Transport,
     client_side: bool,
     /// Our WebSocket Close is queued or sent: only control frames may go.
     closing: bool,
@@ -325,6 +337,7 @@ impl Worker<'_> {
         loop {
             if self.region.header().stop.load(Relaxed) != 0 {
                 self.close_websockets();
+                self.close_transports();
                 return 0;
             }
             let now = self.now();
@@ -536,7 +549,71 @@ impl Worker<'_> {
                 );
             }
         }
-        self.after_open(slot, gen, now);
+        self.start_transport(slot, gen, now);
+    }
+
+    /// Puts the connection's transport in place: plain TCP carries on at
+    /// once; with `--ssl` a TLS session starts its handshake, which the
+    /// connection's readiness then drives (within `--connect-timeout`).
+    fn start_transport(&mut self, slot: u32, gen: u32, now: u64) {
+        let Some(tls) = &self.shared.tls else {
+            self.after_open(slot, gen, now);
+            return;
+        };
+        let Some(c) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        let session = match c.dir {
+            Direction::Out { dest } => self
+                .plan
+                .destinations
+                .get(dest as usize)
+                .and_then(|d| tls.client_session(tls::server_name(&d.host, d.addr.ip()))),
+            Direction::In => tls.server_session(),
+        };
+        match session {
+            Some(Ok(session)) => {
+                c.transport = Transport::Tls(Box::new(session));
+                c.phase = Phase::Handshaking { since: now };
+                let at = c.created.saturating_add(ns(self.shared.connect_timeout));
+                self.add_timer(at, slot, gen, TimerKind::ConnectTimeout);
+                self.drive_handshake(slot, gen, now);
+            }
+            Some(Err(e)) => self.close(slot, gen, CloseReason::Tls(e.reason())),
+            None => self.close(slot, gen, CloseReason::Tls("no-tls-side")),
+        }
+    }
+
+    /// Advances a TLS handshake on readiness; once done, the connection
+    /// opens as a plain one would (and reads at once: the handshake may
+    /// have taken application data off the socket).
+    fn drive_handshake(&mut self, slot: u32, gen: u32, now: u64) {
+        let Some(c) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        let Phase::Handshaking { since } = c.phase else {
+            return;
+        };
+        match c.transport.handshake(c.fd.as_raw_fd()) {
+            Ok(TransportHandshake::Done) => {
+                c.phase = Phase::Open;
+                c.readable = true;
+                c.writable = true;
+                self.slot.counters.add(Counter::TlsHandshakes, 1);
+                if self.shared.verbosity >= 2 {
+                    if let Some(what) = c.transport.describe() {
+                        diag!("TLS handshake done on {}: {what}", c.fd.as_raw_fd());
+                    }
+                }
+                if self.shared.latency_connect {
+                    let us = now.saturating_sub(since) / 1000;
+                    self.slot.record_us(HistKind::TlsHandshake, &self.hist, us);
+                }
+                self.after_open(slot, gen, now);
+            }
+            Ok(TransportHandshake::NeedRead | TransportHandshake::NeedWrite) => {}
+            Err(e) => self.close(slot, gen, CloseReason::from_transport(e, true)),
+        }
     }
 
     /// Lifetime and send-delay bookkeeping common to both directions.
@@ -703,7 +780,7 @@ impl Worker<'_> {
             self.conns.insert(slot, c);
             self.open.inbound += 1;
             self.publish_gauges();
-            self.after_open(slot, gen, now);
+            self.start_transport(slot, gen, now);
         }
     }
 
@@ -751,6 +828,10 @@ impl Worker<'_> {
             }
             return;
         }
+        if let Phase::Handshaking { .. } = c.phase {
+            self.drive_handshake(slot, gen, now);
+            return;
+        }
         self.service(slot, gen, now);
     }
 
@@ -768,7 +849,9 @@ impl Worker<'_> {
                 continue;
             };
             match t.kind {
-                TimerKind::ConnectTimeout if c.phase == Phase::Connecting => {
+                TimerKind::ConnectTimeout
+                    if matches!(c.phase, Phase::Connecting | Phase::Handshaking { .. }) =>
+                {
                     self.close(t.slot, t.gen, CloseReason::ConnectTimeout)
                 }
                 TimerKind::ConnectTimeout => {}
@@ -883,33 +966,41 @@ impl Worker<'_> {
             if want == 0 {
                 break;
             }
-            match tcp::recv(fd, &mut self.buf[..want]) {
-                Ok(0) => {
-                    result = Err(CloseReason::PeerClosed);
-                    break;
-                }
-                Ok(n) => {
-                    total += n;
+            let Some(c) = self.conns.get_mut(slot, gen) else {
+                break;
+            };
+            match c.transport.read(fd, &mut self.buf[..want]) {
+                Ok(ReadOutcome::Data { len, drained }) => {
+                    total += len;
                     reads += 1;
-                    if let Err(reason) = self.on_received(slot, gen, fd, n, now) {
+                    if let Err(reason) = self.on_received(slot, gen, fd, len, now) {
                         result = Err(reason);
                         break;
                     }
-                    if n < want {
-                        // Drained: a new edge will announce more data.
+                    if drained {
+                        // A new edge will announce more data.
                         result = Ok(false);
                         break;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Ok(ReadOutcome::WouldBlock) => {
                     result = Ok(false);
                     break;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    result = Err(CloseReason::ReadError(errno_of(&e)));
+                Ok(ReadOutcome::Closed(_)) => {
+                    result = Err(CloseReason::PeerClosed);
                     break;
                 }
+                Err(e) => {
+                    result = Err(CloseReason::from_transport(e, true));
+                    break;
+                }
+            }
+        }
+        // Reading may leave TLS output to send (alerts, tickets).
+        if let Some(c) = self.conns.get_mut(slot, gen) {
+            if c.transport.wants_write() {
+                c.writable = true;
             }
         }
         if reads > 0 {
@@ -1179,6 +1270,21 @@ impl Worker<'_> {
         Ok(())
     }
 
+    /// At the end of the run: every transport that has an ending of its own
+    /// (TLS close_notify) says it, as far as the socket takes it now.
+    fn close_transports(&mut self) {
+        if self.shared.tls.is_none() {
+            return;
+        }
+        for (slot, gen) in self.conns.live() {
+            if let Some(c) = self.conns.get_mut(slot, gen) {
+                if c.phase == Phase::Open {
+                    let _ = c.transport.close_notify(c.fd.as_raw_fd());
+                }
+            }
+        }
+    }
+
     /// At the end of the run: every open WebSocket connection says goodbye
     /// with a Close frame (status 1000), and the peers get at most 250 ms
     /// in all to answer before the sockets are dropped.
@@ -1335,6 +1441,18 @@ impl Worker<'_> {
             return Ok(false);
         }
         let fd = c.fd.as_raw_fd();
+        // Output a TLS session holds (queued while reading, or left by a
+        // full socket) goes first.
+        if c.transport.wants_write() {
+            match c.transport.flush(fd) {
+                Ok(Flush::Done) => {}
+                Ok(Flush::Blocked) => {
+                    c.writable = false;
+                    return Ok(false);
+                }
+                Err(e) => return Err(CloseReason::from_transport(e, false)),
+            }
+        }
         let dump_out = c.dump & DUMP_OUT != 0;
         let mut control = Vec::new();
         if let Some(wsc) = c.ws.as_deref_mut() {
@@ -1343,40 +1461,31 @@ impl Worker<'_> {
                 // The upgrade request goes first (counted as sent, as
                 // tcpkali counts it); nothing more until the 101 arrives.
                 WsPhase::ClientRequest { request, sent, .. } => {
-                    if *sent < request.len() {
-                        match tcp::send(fd, &request[*sent..]) {
-                            Ok(k) => {
-                                if dump_out {
-                                    dump::emit(true, fd, &request[*sent..*sent + k]);
-                                }
-                                *sent += k;
-                                counters.add(Counter::BytesSent, k as u64);
-                                counters.add(Counter::Writes, 1);
-                                c.writable = *sent == request.len();
-                            }
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.writable = false,
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                            Err(e) => return Err(CloseReason::WriteError(errno_of(&e))),
-                        }
+                    if *sent >= request.len() {
+                        return Ok(false);
                     }
-                    return Ok(false);
+                    let out = written(c.transport.write(fd, &request[*sent..]))?;
+                    if out.accepted > 0 {
+                        if dump_out {
+                            dump::emit(true, fd, &request[*sent..*sent + out.accepted]);
+                        }
+                        *sent += out.accepted;
+                        counters.add(Counter::BytesSent, out.accepted as u64);
+                        counters.add(Counter::Writes, 1);
+                    }
+                    c.writable = !out.blocked;
+                    return Ok(!out.blocked && *sent < request.len());
                 }
                 WsPhase::ServerRequest(_) => return Ok(false),
                 WsPhase::Open => {
                     // The 101 reply, written as is and not counted as
                     // sent (tcpkali's byte accounting).
                     if !wsc.reply.is_empty() {
-                        match tcp::send(fd, &wsc.reply) {
-                            Ok(k) => {
-                                wsc.reply.drain(..k);
-                            }
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                            Err(e) => return Err(CloseReason::WriteError(errno_of(&e))),
-                        }
+                        let out = written(c.transport.write(fd, &wsc.reply))?;
+                        wsc.reply.drain(..out.accepted);
                         if !wsc.reply.is_empty() {
-                            c.writable = false;
-                            return Ok(false);
+                            c.writable = !out.blocked;
+                            return Ok(!out.blocked);
                         }
                     }
                     control = std::mem::take(&mut wsc.control);
@@ -1389,6 +1498,7 @@ impl Worker<'_> {
         let closing = c.ws.as_ref().is_some_and(|w| w.close_sent);
         let mut w = Writing {
             fd,
+            transport: std::mem::replace(&mut c.transport, Transport::Plain),
             closing,
             client_side: matches!(c.dir, Direction::Out { .. }),
             uid: c.uid,
@@ -1399,6 +1509,7 @@ impl Worker<'_> {
         if let Some(c) = self.conns.get_mut(slot, gen) {
             c.pos = w.pos;
             c.own = own;
+            c.transport = w.transport;
             if let Some(wsc) = c.ws.as_deref_mut() {
                 control.append(&mut wsc.control);
                 wsc.control = control;
@@ -1445,30 +1556,29 @@ impl Worker<'_> {
                 let between = (w.pos.once_sent == 0 || w.pos.once_sent >= once.len())
                     && (!repeats || body.at_boundary(w.pos.cycle_off));
                 if between {
-                    match tcp::send(w.fd, control) {
-                        Ok(n) => {
-                            sent += n as u64;
-                            writes += 1;
-                            if w.dump_out {
-                                dump::emit(true, w.fd, &control[..n]);
-                            }
-                            control.drain(..n);
-                            if !control.is_empty() {
-                                result = Ok(false);
-                                self.mark_full(slot, gen);
-                                break;
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            result = Ok(false);
-                            self.mark_full(slot, gen);
+                    let out = match written(w.transport.write(w.fd, control)) {
+                        Ok(out) => out,
+                        Err(reason) => {
+                            result = Err(reason);
                             break;
                         }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => {
-                            result = Err(CloseReason::WriteError(errno_of(&e)));
-                            break;
+                    };
+                    let n = out.accepted;
+                    if n > 0 {
+                        sent += n as u64;
+                        writes += 1;
+                        if w.dump_out {
+                            dump::emit(true, w.fd, &control[..n]);
                         }
+                        control.drain(..n);
+                    }
+                    if out.blocked {
+                        result = Ok(false);
+                        self.mark_full(slot, gen);
+                        break;
+                    }
+                    if !control.is_empty() {
+                        continue;
                     }
                 }
             }
@@ -1504,18 +1614,22 @@ impl Worker<'_> {
                 result = Ok(false);
                 break;
             }
-            let wanted = head.len() + chunk.len();
             let r = if head.is_empty() {
-                tcp::send(w.fd, chunk)
+                w.transport.write(w.fd, chunk)
             } else if chunk.is_empty() {
-                tcp::send(w.fd, head)
+                w.transport.write(w.fd, head)
             } else {
-                tcp::send2(w.fd, head, chunk)
+                w.transport.write2(w.fd, head, chunk)
             };
-            match r {
-                Ok(n) => {
-                    sent += n as u64;
-                    writes += 1;
+            match written(r) {
+                Ok(WriteOutcome {
+                    accepted: n,
+                    blocked,
+                }) => {
+                    if n > 0 {
+                        sent += n as u64;
+                        writes += 1;
+                    }
                     let from_head = n.min(head.len());
                     let from_body = n - from_head;
                     if w.dump_out {
@@ -1538,21 +1652,15 @@ impl Worker<'_> {
                             }
                         }
                     }
-                    if n < wanted {
+                    if blocked {
                         // The socket buffer is full: wait for the next edge.
                         result = Ok(false);
                         self.mark_full(slot, gen);
                         break;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    result = Ok(false);
-                    self.mark_full(slot, gen);
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    result = Err(CloseReason::WriteError(errno_of(&e)));
+                Err(reason) => {
+                    result = Err(reason);
                     break;
                 }
             }
@@ -1657,7 +1765,7 @@ impl Worker<'_> {
                     self.counters().add(Counter::ConnsTimedOut, 1);
                 }
             }
-            (Direction::Out { .. }, Phase::Open) => {
+            (Direction::Out { .. }, Phase::Open | Phase::Handshaking { .. }) => {
                 self.open.out -= 1;
                 self.counters().add(Counter::ConnsClosed, 1);
             }
@@ -1669,6 +1777,9 @@ impl Worker<'_> {
         self.publish_gauges();
         if let CloseReason::Protocol(_) = reason {
             self.counters().add(Counter::ProtocolErrors, 1);
+        }
+        if let Phase::Handshaking { .. } = c.phase {
+            self.counters().add(Counter::TlsFailures, 1);
         }
         self.report_close(reason, peer);
         drop(c);
@@ -1691,11 +1802,13 @@ impl Worker<'_> {
             CloseReason::Protocol(e) if v >= 1 => {
                 diag!("WebSocket protocol error from {peer}: {e}")
             }
+            CloseReason::Tls(reason) if v >= 1 => diag!("TLS with {peer} failed: {reason}"),
             _ => {}
         }
     }
 }
 
-fn errno_of(e: &io::Error) -> nix::Error {
-    nix::Error::from_raw(e.raw_os_error().unwrap_or(0))
+/// A write's outcome, its failure mapped to why the connection ends.
+fn written(r: Result<WriteOutcome, TransportError>) -> Result<WriteOutcome, CloseReason> {
+    r.map_err(|e| CloseReason::from_transport(e, false))
 }

@@ -443,6 +443,7 @@ pub fn parse_summary(stdout: &str) -> Result<Summary, String> {
         } else if l.starts_with("WebSocket: ")
             || l.starts_with("Worker restarts: ")
             || l.starts_with("Pipeline: ")
+            || l.starts_with("TLS: ")
         {
             lines.pop();
         } else {

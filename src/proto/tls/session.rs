@@ -69,11 +69,6 @@ impl TlsSession {
         }
     }
 
-    /// Whether the handshake has completed.
-    pub fn is_handshaking(&self) -> bool {
-        self.conn.is_handshaking()
-    }
-
     /// Ciphertext is waiting for the socket: keep write interest and call
     /// [`flush`](Self::flush) on the next writable edge.
     pub fn wants_write(&self) -> bool {
@@ -268,14 +263,9 @@ impl TlsSession {
         self.flush(fd)
     }
 
-    /// Plaintext already decrypted and waiting for [`read`](Self::read)
-    /// (no readiness edge will announce it).
-    pub fn has_buffered_plaintext(&mut self) -> bool {
-        matches!(self.conn.reader().into_first_chunk(), Ok(c) if !c.is_empty())
-    }
-
     /// Ciphertext held for the socket, in bytes. Processes any records
     /// already received, so it is meant for checks, not the hot path.
+    #[cfg(test)]
     pub fn buffered_ciphertext(&mut self) -> usize {
         self.conn
             .process_new_packets()
