@@ -522,16 +522,6 @@ impl Worker<'_> {
             Direction::Out { dest } => dest as usize,
             Direction::In => 0,
         };
-        self.open.connecting -= 1;
-        self.open.out += 1;
-        self.publish_gauges();
-        if self.open.out >= self.plan.connections {
-            // This worker's steady state begins now, before the first
-            // byte of this connection (handshake, first message) moves.
-            self.slot
-                .ramp
-                .set_once(tcpkali_ipc::monotonic_ns(), &self.slot.counters);
-        }
         self.counters().add(Counter::ConnsEstablished, 1);
         self.dest_stats[dest].successes += 1;
         if self.shared.latency_connect {
@@ -616,8 +606,31 @@ impl Worker<'_> {
         }
     }
 
+    /// An outgoing connection is ready for traffic (its TCP and, with
+    /// `--ssl`, TLS handshakes are done): it counts as open from now.
+    fn ready_out(&mut self) {
+        self.open.connecting -= 1;
+        self.open.out += 1;
+        self.publish_gauges();
+        if self.open.out >= self.plan.connections {
+            // This worker's steady state begins now, before the first
+            // byte of this connection (WebSocket upgrade, first message)
+            // moves.
+            self.slot
+                .ramp
+                .set_once(tcpkali_ipc::monotonic_ns(), &self.slot.counters);
+        }
+    }
+
     /// Lifetime and send-delay bookkeeping common to both directions.
     fn after_open(&mut self, slot: u32, gen: u32, now: u64) {
+        if self
+            .conns
+            .get(slot, gen)
+            .is_some_and(|c| c.dir != Direction::In)
+        {
+            self.ready_out();
+        }
         if let Some(life) = self.shared.lifetime {
             if life.is_zero() {
                 self.close(slot, gen, CloseReason::Lifetime);
@@ -1758,14 +1771,16 @@ impl Worker<'_> {
             Direction::In => tcp::endpoints(c.fd.as_raw_fd()).map(|(_, p)| p),
         };
         match (c.dir, c.phase) {
-            (Direction::Out { .. }, Phase::Connecting) => {
+            // Until its TLS handshake is done an outgoing connection is
+            // still being made: a failure there is a failed attempt.
+            (Direction::Out { .. }, Phase::Connecting | Phase::Handshaking { .. }) => {
                 self.open.connecting -= 1;
                 self.counters().add(Counter::ConnsFailed, 1);
                 if reason == CloseReason::ConnectTimeout {
                     self.counters().add(Counter::ConnsTimedOut, 1);
                 }
             }
-            (Direction::Out { .. }, Phase::Open | Phase::Handshaking { .. }) => {
+            (Direction::Out { .. }, Phase::Open) => {
                 self.open.out -= 1;
                 self.counters().add(Counter::ConnsClosed, 1);
             }
