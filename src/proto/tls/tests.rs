@@ -120,6 +120,8 @@ impl Flow {
 }
 
 /// Sends `total` bytes each way at once and checks every byte received.
+/// Reads alternate between a buffer too small to stage ciphertext in and
+/// one large enough (the worker's), so both read paths take turns.
 fn exchange(a: &mut Transport, afd: RawFd, b: &mut Transport, bfd: RawFd, total: usize) {
     let data_a: Vec<u8> = (0..total).map(|i| pattern(1, i)).collect();
     let data_b: Vec<u8> = (0..total).map(|i| pattern(2, i)).collect();
@@ -133,7 +135,9 @@ fn exchange(a: &mut Transport, afd: RawFd, b: &mut Transport, bfd: RawFd, total:
         sent: 0,
         received: 0,
     };
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut small = vec![0u8; 64 * 1024];
+    let mut large = vec![0u8; 256 * 1024];
+    let mut turn = 0usize;
     let start = Instant::now();
     while ab.received < total || ba.received < total {
         assert!(start.elapsed() < DEADLINE, "transfer stalled");
@@ -153,7 +157,13 @@ fn exchange(a: &mut Transport, afd: RawFd, b: &mut Transport, bfd: RawFd, total:
         }
         for (t, fd, inflow) in [(&mut *a, afd, &mut ba), (&mut *b, bfd, &mut ab)] {
             loop {
-                match t.read(fd, &mut buf).expect("read") {
+                turn += 1;
+                let buf = if turn % 2 == 0 {
+                    &mut small
+                } else {
+                    &mut large
+                };
+                match t.read(fd, buf).expect("read") {
                     ReadOutcome::Data { len, drained } => {
                         inflow.check(&buf[..len]);
                         progress = true;
