@@ -399,3 +399,64 @@ fn hostile_peers_are_counted_and_the_sink_keeps_serving() {
     );
     drop(stalled);
 }
+
+/// nginx with `ssl` serving HTTP keep-alive to our client: each response
+/// closes one request, over one TLS connection each.
+#[test]
+fn our_client_talks_to_nginx_over_tls() {
+    let dir = workdir("nginx");
+    let (cert, key) = identity(&dir);
+    let port = common::free_port();
+    let d = dir.to_str().expect("utf-8 path");
+    let conf = format!(
+        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n access_log off;\n client_body_temp_path {d};\n proxy_temp_path {d};\n\
+         fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n\
+         keepalive_requests 1000000;\n\
+         server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {cert}; ssl_certificate_key {key};\n\
+         location / {{ return 200 \"ok\"; }} }}\n}}\n"
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf).expect("write nginx.conf");
+    let mut nginx = Command::new("nginx")
+        .args(["-c", conf_path.to_str().unwrap_or_default(), "-p", d])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("these tests need nginx (apt-get install nginx-light)");
+    wait_for_port(port);
+    let addr = format!("localhost:{port}");
+    let run = run(
+        &[
+            "--ssl",
+            "-c2",
+            "-r20",
+            "-em",
+            "GET / HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n",
+            "--latency-marker",
+            "HTTP/1.1 200 OK",
+            &addr,
+            "-T1s",
+        ],
+        Duration::from_secs(8),
+    );
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(tls_line(&run.stdout), (2, 0), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("Message latency at percentiles: "),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("Message latency from intended send time at percentiles: "),
+        "{}",
+        run.stdout
+    );
+    let s = summary_of(&run);
+    // Each answer is well over 100 bytes; about 40 requests went out.
+    assert!(s.received > 30 * 100, "{}", run.stdout);
+}
