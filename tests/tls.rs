@@ -441,7 +441,9 @@ fn our_client_talks_to_nginx_over_tls() {
         ],
         Duration::from_secs(8),
     );
-    let _ = nginx.kill();
+    // SIGTERM: the master stops its worker too (SIGKILL would orphan it).
+    // SAFETY: a plain kill(2) of our own child.
+    unsafe { libc::kill(nginx.id() as i32, libc::SIGTERM) };
     let _ = nginx.wait();
     assert_eq!(run.code(), Some(0), "{}", run.describe());
     assert_eq!(tls_line(&run.stdout), (2, 0), "{}", run.stdout);
