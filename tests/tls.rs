@@ -6,12 +6,12 @@
 
 mod common;
 
-use common::{run, summary_of, Running};
+use common::{peer_script, run, summary_of, wait_for_port, websockets_library, Running};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A directory of its own for one test's certificate files.
 fn workdir(name: &str) -> PathBuf {
@@ -45,18 +45,6 @@ fn tls_line(stdout: &str) -> (u64, u64) {
         .filter_map(|t| t.parse().ok())
         .collect();
     (nums[0], nums[1])
-}
-
-fn peer_script(name: &str) -> String {
-    format!("{}/tests/peers/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -252,15 +240,6 @@ fn openssl_s_client_talks_to_our_sink() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(tls_line(&done.stdout), (1, 0), "{}", done.stdout);
-}
-
-fn websockets_library() {
-    let ok = Command::new("python3")
-        .args(["-c", "import websockets"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "the interop tests need Python's `websockets` package");
 }
 
 /// wss: our client against the `websockets` library's server over TLS.

@@ -3,27 +3,11 @@
 
 mod common;
 
-use common::{run, summary_of, Running};
+use common::{peer_script, run, summary_of, websockets_library, Running};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
-
-fn websockets_library() {
-    let ok = Command::new("python3")
-        .args(["-c", "import websockets"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "the interop tests need Python's `websockets` package: pip install websockets"
-    );
-}
-
-fn peer_script(name: &str) -> String {
-    format!("{}/tests/peers/{name}", env!("CARGO_MANIFEST_DIR"))
-}
 
 fn ws_line(stdout: &str) -> (u64, u64) {
     let line = stdout

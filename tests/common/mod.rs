@@ -832,3 +832,34 @@ pub fn connect_with_retry(port: u16, timeout: Duration) -> Result<TcpStream, Str
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Peers nobody here wrote (Python scripts in tests/peers)
+
+/// The path of a peer script in `tests/peers`.
+pub fn peer_script(name: &str) -> String {
+    format!("{}/tests/peers/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Fails the test with a clear message when Python's `websockets` package
+/// (installed by .ci/run) is missing.
+pub fn websockets_library() {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import websockets"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "the interop tests need Python's `websockets` package: pip install websockets"
+    );
+}
+
+/// Waits (up to 5 s) until something accepts connections on `port`.
+pub fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
