@@ -359,9 +359,10 @@ fn stamp_collector(want: usize) -> (String, std::sync::mpsc::Receiver<Vec<u64>>)
 
 /// Connections opened together start their schedules at phases of their
 /// own: the first 200 requests of 20 connections at 50/s each, opened
-/// within 2 ms, are spread over the interval (lockstep puts 10-20 of them
-/// in one millisecond). Send times come from the requests' own stamps, so
-/// the server's scheduling cannot bunch them.
+/// within 2 ms, are spread over the interval (lockstep puts 10-20 of each
+/// round in one millisecond, all in one or two of the interval's 20).
+/// Send times come from the requests' own stamps, so the server's
+/// scheduling cannot bunch them.
 #[test]
 fn connections_opened_together_do_not_send_in_lockstep() {
     let (addr, rx) = stamp_collector(200);
@@ -384,18 +385,34 @@ fn connections_opened_together_do_not_send_in_lockstep() {
         .recv_timeout(Duration::from_secs(2))
         .expect("200 requests arrived");
     stamps.sort_unstable();
-    let most = (0..stamps.len())
-        .map(|i| {
-            stamps[i..]
-                .iter()
-                .take_while(|&&t| t < stamps[i] + 1000)
-                .count()
+    // Per round of 20 requests (one per connection), the most sent within
+    // one millisecond. A machine busy elsewhere can hold a worker back for
+    // a few milliseconds now and then, and what was due then goes out
+    // together (caught up, as it should); lockstep puts 10-20 together in
+    // every round, so the best round tells the two apart.
+    let mut most: Vec<usize> = stamps
+        .chunks(20)
+        .map(|round| {
+            (0..round.len())
+                .map(|i| {
+                    round[i..]
+                        .iter()
+                        .take_while(|&&t| t < round[i] + 1000)
+                        .count()
+                })
+                .max()
+                .unwrap_or(0)
         })
-        .max()
-        .unwrap_or(0);
+        .collect();
+    most.sort_unstable();
+    assert!(most[0] <= 8, "per-round most within 1 ms: {most:?}");
+    // The phases themselves: where in the 20 ms interval requests go.
+    let mut phases: Vec<u64> = stamps.iter().map(|t| t % 20_000 / 1000).collect();
+    phases.sort_unstable();
+    phases.dedup();
     assert!(
-        most <= 8,
-        "{most} requests were sent within one millisecond"
+        phases.len() >= 8,
+        "requests only in {phases:?} of each 20 ms"
     );
 }
 
