@@ -142,13 +142,15 @@ fn paced_writes(extra: &[&str]) -> (f64, f64, common::Finished) {
 /// message has a write of its own.
 #[test]
 fn write_combine_off_writes_paced_messages_one_at_a_time() {
+    // At most one write per tick, each with every message due by then: two
+    // on schedule, more when a busy machine made the worker miss a tick.
     let (writes, per_write, run) = paced_writes(&[]);
     assert!(
-        (per_write - 10.0).abs() < 1.0,
+        (9.5..=15.0).contains(&per_write),
         "{per_write} bytes per write\n{}",
         run.describe()
     );
-    assert!((900.0..1100.0).contains(&writes), "{writes} writes/s");
+    assert!(writes <= 1050.0, "{writes} writes/s");
     let (writes, per_write, run) = paced_writes(&["--write-combine=off"]);
     assert!(
         run.stderr
