@@ -36,15 +36,7 @@ fn identity(dir: &Path) -> (String, String) {
 
 /// The numbers of the `TLS: N handshakes completed, M failed.` line.
 fn tls_line(stdout: &str) -> (u64, u64) {
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("TLS: "))
-        .unwrap_or_else(|| panic!("no TLS line in\n{stdout}"));
-    let nums: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|t| t.parse().ok())
-        .collect();
-    (nums[0], nums[1])
+    common::counts_line(stdout, "TLS: ")
 }
 
 #[test]

@@ -10,15 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 fn ws_line(stdout: &str) -> (u64, u64) {
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("WebSocket: "))
-        .unwrap_or_else(|| panic!("no WebSocket line in\n{stdout}"));
-    let nums: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|t| t.parse().ok())
-        .collect();
-    (nums[0], nums[1])
+    common::counts_line(stdout, "WebSocket: ")
 }
 
 #[test]

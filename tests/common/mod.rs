@@ -863,3 +863,20 @@ pub fn wait_for_port(port: u16) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The two numbers of the summary line that starts with `prefix` (e.g.
+/// `WebSocket: N frames received, M protocol errors.`).
+pub fn counts_line(stdout: &str, prefix: &str) -> (u64, u64) {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line in\n{stdout}"));
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    match nums[..] {
+        [a, b, ..] => (a, b),
+        _ => panic!("no two numbers in {line:?}"),
+    }
+}
