@@ -127,6 +127,51 @@ fn reports_from_several_runs_merge_exactly() {
 }
 
 #[test]
+fn a_report_of_the_first_format_merges_with_a_new_one() {
+    // Written by the tcpkali before reports carried a "schema" key (its
+    // JSON writer was hand-made); only the command line was shortened.
+    let old = format!(
+        "{}/tests/fixtures/report-v1.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (new, m) = (temp("new.json"), temp("old-and-new.json"));
+    let r = reporting_run(&new, &[]);
+    assert_eq!(r.code(), Some(0), "{}", r.describe());
+    let t_old = std::fs::read_to_string(&old).expect("fixture");
+    let t_new = std::fs::read_to_string(&new).expect("new report");
+    assert!(!t_old.contains("\"schema\""));
+    assert!(t_new.contains("\"schema\": 2"), "{t_new}");
+    let out = Command::new(BIN)
+        .args(["merge", "--json"])
+        .arg(&m)
+        .arg(&old)
+        .arg(&new)
+        .output()
+        .expect("merge");
+    let merged_text = std::fs::read_to_string(&m).unwrap_or_default();
+    for p in [&new, &m] {
+        let _ = std::fs::remove_file(p);
+    }
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["bytes_sent", "bytes_rcvd", "msgs_sent"] {
+        assert_eq!(
+            field(&merged_text, name),
+            field(&t_old, name) + field(&t_new, name),
+            "{name}"
+        );
+    }
+    assert_eq!(field(&merged_text, "hosts"), 2);
+    let mut all = hdr_of(&t_old);
+    all.add(hdr_of(&t_new)).expect("add");
+    assert_eq!(hdr_of(&merged_text).len(), all.len());
+}
+
+#[test]
 fn merge_refuses_reports_it_cannot_combine() {
     let p = temp("old.json");
     std::fs::write(&p, "{\"tcpkali_report\": 99}").expect("write");

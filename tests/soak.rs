@@ -181,6 +181,8 @@ fn a_20_second_soak_with_killed_workers_loses_nothing() {
             "20",
             "--kill-every",
             "5",
+            "--snapshot-interval",
+            "2",
             "--binary",
             env!("CARGO_BIN_EXE_tcpkali"),
         ])

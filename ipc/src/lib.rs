@@ -326,10 +326,10 @@ impl Snapshot {
     /// Adds another snapshot into this one.
     pub fn accumulate(&mut self, other: &Snapshot) {
         for (a, b) in self.counters.iter_mut().zip(other.counters) {
-            *a += b;
+            *a = a.saturating_add(b);
         }
         for (a, b) in self.gauges.iter_mut().zip(other.gauges) {
-            *a += b;
+            *a = a.saturating_add(b);
         }
     }
 

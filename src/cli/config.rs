@@ -165,6 +165,9 @@ pub struct Options {
     pub progress_interval: Duration,
     /// `--json`: where to write the final report (`-`: stdout).
     pub json: Option<String>,
+    /// `--snapshot-interval`: how often the `--json` and `--latency-hgrm`
+    /// files are rewritten with the run so far (zero: only at the end).
+    pub snapshot_interval: Duration,
     /// `--latency-log`: the HdrHistogram interval log file.
     pub latency_log: Option<String>,
     /// `--latency-hgrm`: prefix of the percentile-spectrum files.
@@ -214,6 +217,7 @@ impl Default for Options {
             max_restarts: None,
             progress_interval: Duration::from_secs(10),
             json: None,
+            snapshot_interval: Duration::from_secs(60),
             latency_log: None,
             latency_hgrm: None,
             websocket: false,

@@ -6,12 +6,19 @@
 //! `--opt value`, unambiguous prefixes of long options, options after
 //! operands, `--` to end options and a lone `-` as an operand.
 //!
+//! pico-args is not used: it matches keys by value anywhere in argv, so it
+//! takes a message text such as `-m --json` for an option, and it returns
+//! values per key, losing the order of `-m`/`-1`/`-f` across keys. Driven
+//! in this scanner's order it only ever takes the next token (tried).
+//!
 //! Deliberate differences from tcpkali 1.1 (spec §11): `-h`/`--help` exit 0,
 //! `--listen-mode=silent` is accepted, every malformed value is an error,
 //! `-e` applies to all message options wherever it appears, `\\` unescapes
 //! to one backslash, and `-l` accepts port 65535 and `[v6]:port`.
 
+mod complete;
 pub mod config;
+mod man;
 pub mod units;
 
 use std::ffi::OsString;
@@ -144,6 +151,7 @@ enum Id {
     ShortHelp,
     LongHelp,
     Version,
+    Generate,
     VerboseUp,
     Verbose,
     DumpOne,
@@ -192,6 +200,7 @@ enum Id {
     MaxRestarts,
     ProgressInterval,
     Json,
+    SnapshotInterval,
     LatencyLog,
     LatencyHgrm,
     MessageMarker,
@@ -301,6 +310,7 @@ static FLAGS: &[Flag] = &[
     flag(Id::ShortHelp, &[], Some(b'h'), Switch, General, "Print a short help, then exit").common(),
     flag(Id::LongHelp, &["help"], None, Switch, General, "Print the help for every option, then exit").common(),
     flag(Id::Version, &["version"], None, Switch, General, "Print the version, then exit").common(),
+    flag(Id::Generate, &["generate"], None, Req("man|complete-bash|complete-zsh"), General, "Print the manual page or a shell completion script, then exit"),
     flag(Id::VerboseUp, &[], Some(b'v'), Switch, General, "Increase verbosity (repeat up to -vvv)").common(),
     flag(Id::Verbose, &["verbose"], None, Req("<level>"), General, "Set verbosity level [0..3]").default("0"),
     flag(Id::DumpOne, &["dump-one"], Some(b'd'), Switch, General, "Dump data sent and received on one connection"),
@@ -314,6 +324,7 @@ static FLAGS: &[Flag] = &[
     flag(Id::MaxRestarts, &["max-restarts"], None, Req("<N>"), General, "Stop the run after this many worker restarts").default("unlimited"),
     flag(Id::ProgressInterval, &["progress-interval"], None, Req("<Time>"), General, "Progress line period when stdout is not a terminal; 0: none").default("10s"),
     flag(Id::Json, &["json"], None, Req("<file>"), General, "Write the final report as JSON (- for stdout)"),
+    flag(Id::SnapshotInterval, &["snapshot-interval"], None, Req("<Time>"), General, "Rewrite the --json and --latency-hgrm files with the run so far this often; 0: only at the end").default("60s"),
     flag(Id::LatencyLog, &["latency-log"], None, Req("<file>"), Latency, "Write an HdrHistogram interval log (one interval a second)"),
     flag(Id::LatencyHgrm, &["latency-hgrm"], None, Req("<prefix>"), Latency, "Write <prefix>.<kind>.hgrm percentile spectra"),
     flag(Id::Server, &["server"], None, Req("<host:port>"), General, "Take start/rate/stop commands from an orchestration server").unsupported(),
@@ -454,6 +465,16 @@ fn push_flag_help(out: &mut String, f: &Flag) {
         column += word.len();
     }
     out.push('\n');
+}
+
+/// The text `--generate` prints: the manual page or a completion script.
+fn generated(v: &Val<'_>) -> Result<String, CliError> {
+    match v.raw {
+        b"man" => Ok(man::page()),
+        b"complete-bash" => Ok(complete::bash()),
+        b"complete-zsh" => Ok(complete::zsh()),
+        _ => Err(v.invalid("expected man, complete-bash or complete-zsh")),
+    }
 }
 
 /// The text for `--version`, ending with a newline.
@@ -895,6 +916,7 @@ impl State {
             Id::ShortHelp => return Ok(Some(Action::Help(help_text(false)))),
             Id::LongHelp => return Ok(Some(Action::Help(help_text(true)))),
             Id::Version => return Ok(Some(Action::Version(version_text()))),
+            Id::Generate => return Ok(Some(Action::Help(generated(&v)?))),
             Id::VerboseUp => o.verbosity = o.verbosity.saturating_add(1).min(3),
             Id::Verbose => {
                 o.verbosity = u8::try_from(v.integer(0, 3)?).unwrap_or(3);
@@ -1136,6 +1158,7 @@ impl State {
             Id::MaxRestarts => o.max_restarts = Some(v.integer(0, u64::from(u32::MAX))?),
             Id::ProgressInterval => o.progress_interval = v.time(false)?,
             Id::Json => o.json = Some(v.text()?.to_string()),
+            Id::SnapshotInterval => o.snapshot_interval = v.time(false)?,
             Id::LatencyLog => o.latency_log = Some(v.text()?.to_string()),
             Id::LatencyHgrm => o.latency_hgrm = Some(v.text()?.to_string()),
             Id::LatencyPercentiles => {
@@ -1546,8 +1569,8 @@ mod tests {
         assert_eq!(longs.len(), n, "duplicate long name");
         // tcpkali's 50 long names, plus --latency-search-step, --pin,
         // --max-restarts, --progress-interval, --json, --latency-log,
-        // --latency-hgrm and --pipeline.
-        assert_eq!(n, 58);
+        // --latency-hgrm, --pipeline, --generate, --snapshot-interval.
+        assert_eq!(n, 60);
     }
 
     #[test]

@@ -21,6 +21,13 @@
 //! Rejected: two postfix operators in a row (`a**`, `a+?`, `a{2}{3}`), an
 //! operator with nothing before it, and anything beyond the limits below.
 //! A stray `]` or `}` is a literal.
+//!
+//! The parser is our own rather than `regex-syntax` (or `rand_regex`, which
+//! is built on it): that parser reads `^` and `$` as anchors where
+//! tcpkali's patterns mean the characters, refuses `\x4`, accepts `a+?`
+//! and `a**`, gives `.` and `[^…]` every byte rather than printable ASCII,
+//! and takes `&str` where message bytes need not be UTF-8; adapting it
+//! would be a second parser's worth of checks around the first.
 
 use std::fmt;
 

@@ -1,8 +1,8 @@
 //! The process the user started: forks the workers, watches them, shows
 //! progress, decides when the run ends, and prints the summary.
 
-pub mod json;
 pub mod monitor;
+pub mod outputs;
 pub mod rate_search;
 pub mod report;
 pub mod results;
@@ -187,6 +187,8 @@ struct Supervisor {
     rate_base: Vec<(HistKind, hdrhistogram::Histogram<u64>)>,
     /// `--latency-log`, and the wall time its current interval began.
     interval_log: Option<(IntervalLog, f64)>,
+    /// Snapshots of the reports, and the health of every output.
+    outputs: outputs::Outputs,
     pids: Vec<Option<Pid>>,
     /// Each slot's worker life: start, back-off, pending restart, heartbeat.
     lives: Vec<Life>,
@@ -320,6 +322,7 @@ impl Supervisor {
             None => None,
         };
         let workers = plan.workers;
+        let snapshot_interval = plan.opts.snapshot_interval;
         let plan_search = plan.opts.latency.target.as_ref().map(|(t, _)| SearchState {
             state: RateSearch::new(*t, plan.opts.message_rate.unwrap_or(100.0)),
             short_ticks: 0,
@@ -342,6 +345,7 @@ impl Supervisor {
             search: plan_search,
             rate_base: Vec::new(),
             interval_log,
+            outputs: outputs::Outputs::new(snapshot_interval),
             pids: vec![None; workers],
             lives: vec![
                 Life {
@@ -497,6 +501,7 @@ impl Supervisor {
                     }
                 }
                 self.report_statsd(&snap, &rates, now);
+                self.tend_outputs(now, &phase, &snap);
                 if self
                     .interval_log
                     .as_ref()
@@ -598,8 +603,9 @@ impl Supervisor {
                 ));
                 return 1;
             }
-            Ending::WorkerFailed => return 1,
-            Ending::Completed
+            // The run stops, but what it measured is still reported.
+            Ending::WorkerFailed
+            | Ending::Completed
             | Ending::Interrupted
             | Ending::SearchFound(_)
             | Ending::SearchFailed => {}
@@ -615,7 +621,9 @@ impl Supervisor {
         let mut text = report::summary(&SummaryInput {
             delta,
             duration: (now - since).as_secs_f64(),
-            channels: last.gauge(Gauge::OpenIn) + last.gauge(Gauge::OpenOut),
+            channels: last
+                .gauge(Gauge::OpenIn)
+                .saturating_add(last.gauge(Gauge::OpenOut)),
             message_rates: self.plan.opts.message_marker,
             latency_lines: self.latency_lines(),
         });
@@ -647,7 +655,7 @@ impl Supervisor {
                 last.get(Counter::ProtocolErrors)
             );
         }
-        let mut status = 0;
+        let mut status = if ending == Ending::WorkerFailed { 1 } else { 0 };
         if let Some((_, target)) = &self.plan.opts.latency.target {
             match ending {
                 Ending::SearchFound(rate) => {
@@ -679,30 +687,11 @@ impl Supervisor {
         let report = self.run_report(
             delta,
             measured,
-            last.gauge(Gauge::OpenIn) + last.gauge(Gauge::OpenOut),
+            last.gauge(Gauge::OpenIn)
+                .saturating_add(last.gauge(Gauge::OpenOut)),
         );
-        if let Some(prefix) = &self.plan.opts.latency_hgrm {
-            for (name, h) in &report.latency {
-                if let Err(e) = results::write_hgrm(prefix, name, h) {
-                    diag!("--latency-hgrm={prefix}: {e}");
-                    status = status.max(1);
-                }
-            }
-        }
-        // A closed stdout (`| head -1`) must not turn a finished run into a
-        // crash; with --json - the summary moves to stderr.
-        let json = self
-            .plan
-            .opts
-            .json
-            .as_ref()
-            .map(|_| report.to_json().to_json(true) + "\n");
-        let written = results::write_outputs(
-            &text,
-            self.plan.opts.json.as_deref(),
-            json.as_deref().unwrap_or(""),
-        );
-        status.max(written)
+        self.write_final(&report, &text);
+        status
     }
 
     /// The run as the JSON report describes it.
@@ -720,7 +709,10 @@ impl Supervisor {
             })
             .collect::<Vec<_>>();
         RunReport {
-            command_line: std::env::args().collect(),
+            // Arguments need not be UTF-8 (`-m $'\xff'`).
+            command_line: std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
             start: end - duration,
             end,
             delta,
@@ -736,6 +728,7 @@ impl Supervisor {
             restarts: workers.iter().map(|w| w.restarts).sum(),
             workers,
             hosts: 1,
+            final_report: true,
         }
     }
 
@@ -750,11 +743,7 @@ impl Supervisor {
             .map(|l| self.region.histogram(l.kind, &self.layout))
             .collect();
         let names: Vec<&str> = kinds.iter().map(|l| l.name).collect();
-        let now = wall_seconds();
-        if let Some((log, since)) = self.interval_log.as_mut() {
-            log.interval(now, *since, &names, &hists);
-            *since = now;
-        }
+        self.write_log_interval(wall_seconds(), &names, &hists);
     }
 
     /// `-r @Latency`: feeds the search its ticks (every tenth of a step and
@@ -1045,7 +1034,7 @@ impl Supervisor {
                 continue;
             }
             let control = &self.region.slot(i).control;
-            let restarts = control.restarts.load(Ordering::Relaxed) + 1;
+            let restarts = control.restarts.load(Ordering::Relaxed).saturating_add(1);
             control.restarts.store(restarts, Ordering::Relaxed);
             let total: u64 = (0..self.region.workers())
                 .map(|s| self.region.slot(s).control.restarts.load(Ordering::Relaxed))
@@ -1053,7 +1042,7 @@ impl Supervisor {
             if self.plan.opts.max_restarts.is_some_and(|max| total > max) {
                 self.say(&format!(
                     "Worker {i} (pid {pid}) {what}; --max-restarts={} reached, stopping the run.",
-                    total - 1
+                    total.saturating_sub(1)
                 ));
                 return Some(Ending::WorkerFailed);
             }

@@ -4,6 +4,7 @@
 //! timestamped progress line every second until the run ends.
 
 use crate::supervisor::report::{self, Smoothed};
+use std::io::Write;
 use std::time::{Duration, Instant, SystemTime};
 use tcpkali_ipc::{region_name, Counter, Region};
 
@@ -30,7 +31,7 @@ pub fn run(args: &[String]) -> i32 {
         let named = std::path::Path::new(&format!("/dev/shm{}", region_name(pid))).exists();
         // SAFETY: kill with signal 0 only checks for existence.
         if !named || unsafe { libc::kill(pid as i32, 0) } != 0 {
-            println!("tcpkali {pid} has ended.");
+            let _ = writeln!(std::io::stdout(), "tcpkali {pid} has ended.");
             return 0;
         }
         let now = Instant::now();
@@ -39,13 +40,18 @@ pub fn run(args: &[String]) -> i32 {
         let dt = (now - at).as_secs_f64();
         let down = rx.update(dt, d.get(Counter::BytesRcvd) as f64 * 8.0);
         let up = tx.update(dt, d.get(Counter::BytesSent) as f64 * 8.0);
-        println!(
+        let line = writeln!(
+            std::io::stdout(),
             "{} {} [{} bytes sent, {} received]",
             report::utc_timestamp(SystemTime::now()),
             report::progress_line(down, up, &snap, None, None),
             snap.get(Counter::BytesSent),
             snap.get(Counter::BytesRcvd)
         );
+        // Nobody reads any more (`| head`): nothing left to do.
+        if line.is_err() {
+            return 0;
+        }
         last = snap;
         at = now;
     }

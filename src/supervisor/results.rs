@@ -6,27 +6,19 @@
 //! base64: any HdrHistogram implementation reads them, and merging them is
 //! exact (percentiles cannot be averaged, histograms can be added).
 
-use crate::supervisor::json::{obj, Value};
+use crate::supervisor::outputs;
 use crate::supervisor::report::{self, SummaryInput};
 use base64::Engine as _;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 use std::fmt;
 use std::io::Write;
-use tcpkali_ipc::{BucketLayout, Counter, Snapshot, HIST_HIGH_US, HIST_LOW_US, HIST_SIGFIG};
+use tcpkali_ipc::{BucketLayout, Snapshot, HIST_HIGH_US, HIST_LOW_US, HIST_SIGFIG};
+
+mod wire;
 
 /// Bumped when the report's meaning changes; merge refuses a mismatch.
 pub const REPORT_VERSION: u64 = 1;
-
-/// The traffic figures a report carries (steady state), by name.
-const TRAFFIC: [(&str, Counter); 6] = [
-    ("bytes_sent", Counter::BytesSent),
-    ("bytes_rcvd", Counter::BytesRcvd),
-    ("writes", Counter::Writes),
-    ("reads", Counter::Reads),
-    ("msgs_sent", Counter::MsgsSent),
-    ("msgs_rcvd", Counter::MsgsRcvd),
-];
 
 /// One worker's figures for the report.
 #[derive(Debug, Clone)]
@@ -56,6 +48,9 @@ pub struct RunReport {
     pub restarts: u64,
     /// How many reports this one merges (1 for a single run).
     pub hosts: u64,
+    /// `false` for a snapshot taken while the run went on (or for a merge
+    /// of reports of which one was such a snapshot).
+    pub final_report: bool,
 }
 
 /// Why reports could not be read or merged.
@@ -64,6 +59,7 @@ pub enum ReportError {
     Read(String, std::io::Error),
     Json(String, String),
     Field(String, &'static str),
+    Schema(String, String),
     Version(String, u64),
     Bounds(String),
     Histogram(String, String),
@@ -76,6 +72,7 @@ impl fmt::Display for ReportError {
             ReportError::Read(p, e) => write!(f, "{p}: {e}"),
             ReportError::Json(p, e) => write!(f, "{p}: not a JSON document: {e}"),
             ReportError::Field(p, name) => write!(f, "{p}: missing or bad field \"{name}\""),
+            ReportError::Schema(p, e) => write!(f, "{p}: not a tcpkali report: {e}"),
             ReportError::Version(p, v) => write!(
                 f,
                 "{p}: report version {v}, this tcpkali reads version {REPORT_VERSION}"
@@ -111,36 +108,6 @@ pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, String> {
         .map_err(|e| format!("{e:?}"))
 }
 
-fn counters_json(s: &Snapshot) -> Value {
-    obj(TRAFFIC
-        .iter()
-        .map(|(n, c)| (*n, Value::from(s.get(*c))))
-        .collect())
-}
-
-fn latency_json(name: &str, h: &Histogram<u64>, percentiles: &[(String, f64)]) -> Value {
-    let pcts = Value::Object(
-        percentiles
-            .iter()
-            .map(|(l, p)| {
-                (
-                    l.clone(),
-                    Value::from(h.value_at_percentile(*p) as f64 / 1000.0),
-                )
-            })
-            .collect(),
-    );
-    obj(vec![
-        ("kind", Value::from(name)),
-        ("count", Value::from(h.len())),
-        ("min_ms", Value::from(h.min() as f64 / 1000.0)),
-        ("mean_ms", Value::from(h.mean() / 1000.0)),
-        ("max_ms", Value::from(h.max() as f64 / 1000.0)),
-        ("percentiles_ms", pcts),
-        ("hdr", Value::from(encode_histogram(h))),
-    ])
-}
-
 impl RunReport {
     /// The summary lines, as a run prints them.
     pub fn summary_text(&self) -> String {
@@ -160,204 +127,33 @@ impl RunReport {
         })
     }
 
-    /// The report as a JSON document.
-    pub fn to_json(&self) -> Value {
-        let d = &self.delta;
-        let dur = if self.duration > 0.0 {
-            self.duration
-        } else {
-            1e-9
-        };
-        let mbps = |bytes: u64| bytes as f64 * 8.0 / dur / 1e6;
-        obj(vec![
-            ("tcpkali_report", Value::from(REPORT_VERSION)),
-            ("version", Value::from(env!("CARGO_PKG_VERSION"))),
-            (
-                "command_line",
-                Value::Array(
-                    self.command_line
-                        .iter()
-                        .map(|a| Value::from(a.as_str()))
-                        .collect(),
-                ),
-            ),
-            (
-                "start",
-                Value::from(report::utc_timestamp(unix_time(self.start))),
-            ),
-            ("start_unix", Value::from(self.start)),
-            (
-                "end",
-                Value::from(report::utc_timestamp(unix_time(self.end))),
-            ),
-            ("end_unix", Value::from(self.end)),
-            ("duration_s", Value::from(self.duration)),
-            ("hosts", Value::from(self.hosts)),
-            ("channels", Value::from(self.channels)),
-            ("message_rates", Value::from(self.message_rates)),
-            ("traffic", counters_json(d)),
-            (
-                "summary",
-                obj(vec![
-                    (
-                        "aggregate_mbps_in",
-                        Value::from(mbps(d.get(Counter::BytesRcvd))),
-                    ),
-                    (
-                        "aggregate_mbps_out",
-                        Value::from(mbps(d.get(Counter::BytesSent))),
-                    ),
-                    (
-                        "msgs_per_s_in",
-                        Value::from(d.get(Counter::MsgsRcvd) as f64 / dur),
-                    ),
-                    (
-                        "msgs_per_s_out",
-                        Value::from(d.get(Counter::MsgsSent) as f64 / dur),
-                    ),
-                    ("text", Value::from(self.summary_text())),
-                ]),
-            ),
-            (
-                "latency",
-                obj(vec![
-                    ("unit", Value::from("us")),
-                    (
-                        "histogram_bounds",
-                        Value::Array(vec![
-                            Value::from(HIST_LOW_US),
-                            Value::from(HIST_HIGH_US),
-                            Value::from(u64::from(HIST_SIGFIG)),
-                        ]),
-                    ),
-                    (
-                        "percentiles",
-                        Value::Array(
-                            self.percentiles
-                                .iter()
-                                .map(|(l, _)| Value::from(l.as_str()))
-                                .collect(),
-                        ),
-                    ),
-                    (
-                        "kinds",
-                        Value::Array(
-                            self.latency
-                                .iter()
-                                .map(|(n, h)| latency_json(n, h, &self.percentiles))
-                                .collect(),
-                        ),
-                    ),
-                ]),
-            ),
-            ("restarts", Value::from(self.restarts)),
-            (
-                "workers",
-                Value::Array(
-                    self.workers
-                        .iter()
-                        .map(|w| {
-                            obj(vec![
-                                ("index", Value::from(w.index as u64)),
-                                ("pid", Value::from(w.pid)),
-                                ("restarts", Value::from(w.restarts)),
-                                ("totals", counters_json(&w.totals)),
-                            ])
-                        })
-                        .collect(),
-                ),
-            ),
-        ])
+    /// The report as a pretty-printed JSON document, ending in a newline.
+    pub fn to_json_text(&self) -> String {
+        let doc = wire::ReportDoc::of(self);
+        match serde_json::to_string_pretty(&doc) {
+            Ok(text) => text + "\n",
+            // Only a failing writer or a non-string map key can fail here,
+            // and the document has neither.
+            Err(e) => format!("{{\"error\": \"{e}\"}}\n"),
+        }
     }
 
-    /// Reads a report written by [`RunReport::to_json`].
-    pub fn from_json(v: &Value, path: &str) -> Result<RunReport, ReportError> {
-        let field = |name: &'static str| ReportError::Field(path.to_string(), name);
-        let version = v
+    /// Reads a report written by [`RunReport::to_json_text`], or by any
+    /// tcpkali that writes report version [`REPORT_VERSION`].
+    pub fn from_json_text(text: &str, path: &str) -> Result<RunReport, ReportError> {
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| ReportError::Json(path.to_string(), e.to_string()))?;
+        // The version decides how the rest reads, so it is checked first.
+        let version = value
             .get("tcpkali_report")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| field("tcpkali_report"))?;
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| ReportError::Field(path.to_string(), "tcpkali_report"))?;
         if version != REPORT_VERSION {
             return Err(ReportError::Version(path.to_string(), version));
         }
-        // Times and durations must be plausible numbers (seconds).
-        let num = |key: &'static str| {
-            v.get(key)
-                .and_then(Value::as_f64)
-                .filter(|x| x.is_finite() && (0.0..1e11).contains(x))
-                .ok_or_else(|| field(key))
-        };
-        let lat = v.get("latency").ok_or_else(|| field("latency"))?;
-        let bounds: Vec<u64> = lat
-            .get("histogram_bounds")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_u64).collect())
-            .unwrap_or_default();
-        if bounds != [HIST_LOW_US, HIST_HIGH_US, u64::from(HIST_SIGFIG)] {
-            return Err(ReportError::Bounds(path.to_string()));
-        }
-        let traffic = v.get("traffic").ok_or_else(|| field("traffic"))?;
-        let mut delta = Snapshot::default();
-        for (name, c) in TRAFFIC {
-            delta.counters[c as usize] = traffic
-                .get(name)
-                .and_then(Value::as_u64)
-                .ok_or_else(|| field(name))?;
-        }
-        let labels: Vec<String> = lat
-            .get("percentiles")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|l| l.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let percentiles = labels
-            .into_iter()
-            .filter_map(|l| l.parse::<f64>().ok().map(|p| (l, p)))
-            .collect();
-        let mut latency = Vec::new();
-        for k in lat
-            .get("kinds")
-            .and_then(Value::as_array)
-            .ok_or_else(|| field("kinds"))?
-        {
-            let name = k
-                .get("kind")
-                .and_then(Value::as_str)
-                .ok_or_else(|| field("kind"))?;
-            let hdr = k
-                .get("hdr")
-                .and_then(Value::as_str)
-                .ok_or_else(|| field("hdr"))?;
-            let h =
-                decode_histogram(hdr).map_err(|e| ReportError::Histogram(path.to_string(), e))?;
-            latency.push((name.to_string(), h));
-        }
-        let command_line = v
-            .get("command_line")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(RunReport {
-            command_line,
-            start: num("start_unix")?,
-            end: num("end_unix")?,
-            delta,
-            duration: num("duration_s")?,
-            channels: v.get("channels").and_then(Value::as_u64).unwrap_or(0),
-            message_rates: matches!(v.get("message_rates"), Some(Value::Bool(true))),
-            percentiles,
-            latency,
-            workers: Vec::new(),
-            restarts: v.get("restarts").and_then(Value::as_u64).unwrap_or(0),
-            hosts: v.get("hosts").and_then(Value::as_u64).unwrap_or(1),
-        })
+        let doc: wire::ReportDoc = serde_json::from_value(value)
+            .map_err(|e| ReportError::Schema(path.to_string(), e.to_string()))?;
+        doc.into_report(path)
     }
 }
 
@@ -380,10 +176,11 @@ pub fn merge(reports: Vec<RunReport>) -> Result<RunReport, ReportError> {
         acc.duration = acc.duration.max(r.duration);
         acc.start = acc.start.min(r.start);
         acc.end = acc.end.max(r.end);
-        acc.channels += r.channels;
+        acc.channels = acc.channels.saturating_add(r.channels);
         acc.message_rates |= r.message_rates;
-        acc.restarts += r.restarts;
-        acc.hosts += r.hosts;
+        acc.restarts = acc.restarts.saturating_add(r.restarts);
+        acc.hosts = acc.hosts.saturating_add(r.hosts);
+        acc.final_report &= r.final_report;
         for (name, h) in r.latency {
             match acc.latency.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, mine)) => {
@@ -402,25 +199,24 @@ pub fn merge(reports: Vec<RunReport>) -> Result<RunReport, ReportError> {
 pub fn merge_command(args: &[String]) -> i32 {
     let mut json_out = None;
     let mut files = Vec::new();
-    let mut i = 0;
-    while i < args.len() {
-        match args[i].as_str() {
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        match word.as_str() {
             "--json" => {
-                let Some(path) = args.get(i + 1) else {
+                let Some(path) = words.next() else {
                     diag!("tcpkali merge: --json needs a file name (or -)");
                     return 64;
                 };
                 json_out = Some(path.clone());
-                i += 2;
             }
             "-h" | "--help" => {
-                println!("Usage: tcpkali merge [--json FILE|-] REPORT.json...");
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "Usage: tcpkali merge [--json FILE|-] REPORT.json..."
+                );
                 return 0;
             }
-            other => {
-                files.push(other.to_string());
-                i += 1;
-            }
+            other => files.push(other.to_string()),
         }
     }
     if files.is_empty() {
@@ -436,18 +232,16 @@ pub fn merge_command(args: &[String]) -> i32 {
                 return 65;
             }
         };
-        let parsed = match Value::parse(&text) {
-            Ok(v) => v,
-            Err(e) => {
-                diag!(
-                    "tcpkali merge: {}",
-                    ReportError::Json(f.clone(), e.to_string())
-                );
-                return 65;
+        match RunReport::from_json_text(&text, f) {
+            Ok(r) => {
+                if !r.final_report {
+                    diag!(
+                        "tcpkali merge: NOTE: {f} is a snapshot (\"final\": false): its run went on after {}, or ended before its last report.",
+                        report::utc_timestamp(unix_time(r.end))
+                    );
+                }
+                reports.push(r)
             }
-        };
-        match RunReport::from_json(&parsed, f) {
-            Ok(r) => reports.push(r),
             Err(e) => {
                 diag!("tcpkali merge: {e}");
                 return 65;
@@ -462,7 +256,7 @@ pub fn merge_command(args: &[String]) -> i32 {
         }
     };
     let summary = merged.summary_text();
-    let json = merged.to_json().to_json(true) + "\n";
+    let json = merged.to_json_text();
     write_outputs(&summary, json_out.as_deref(), &json)
 }
 
@@ -482,7 +276,7 @@ pub fn write_outputs(summary: &str, json_out: Option<&str>, json: &str) -> i32 {
             let _ = out.write_all(summary.as_bytes());
             let _ = out.flush();
             if let Some(path) = other {
-                if let Err(e) = std::fs::write(path, json) {
+                if let Err(e) = outputs::write_file(path, json.as_bytes()) {
                     diag!("--json={path}: {e}");
                     status = 1;
                 }
@@ -529,29 +323,39 @@ impl IntervalLog {
     }
 
     /// Writes the interval ending now for each kind: the histogram since
-    /// the previous call (`cumulative` in the order of `names`).
+    /// the previous written interval (`cumulative` in the order of
+    /// `names`). When the write fails nothing is taken as written, so the
+    /// next interval that gets through spans the gap and no sample is lost.
     pub fn interval(
         &mut self,
         now_unix: f64,
         since_unix: f64,
         names: &[&str],
         cumulative: &[Histogram<u64>],
-    ) {
+    ) -> std::io::Result<()> {
+        let mut text = String::new();
         for (i, (name, h)) in names.iter().zip(cumulative).enumerate() {
             let mut interval = h.clone();
             if let Some(prev) = self.previous.get(i) {
                 let _ = interval.subtract(prev);
             }
-            let _ = writeln!(
-                self.file,
-                "Tag={name},{:.3},{:.3},{:.3},{}",
+            text += &format!(
+                "Tag={name},{:.3},{:.3},{:.3},{}\n",
                 since_unix - self.start,
                 now_unix - since_unix,
                 interval.max() as f64 / 1000.0,
                 encode_histogram(&interval)
             );
         }
+        self.file.write_all(text.as_bytes())?;
         self.previous = cumulative.to_vec();
+        Ok(())
+    }
+
+    /// Makes the lines written so far durable (a host crash loses at most
+    /// what came after).
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        self.file.sync_data()
     }
 }
 
@@ -559,7 +363,18 @@ impl IntervalLog {
 /// percentile, total count, 1/(1-percentile)) with the footer lines that
 /// HdrHistogram tools and hdr-plot expect.
 pub fn write_hgrm(prefix: &str, kind: &str, h: &Histogram<u64>) -> std::io::Result<String> {
-    let path = format!("{prefix}.{kind}.hgrm");
+    let path = hgrm_path(prefix, kind);
+    outputs::write_atomic(&path, hgrm_text(h).as_bytes())?;
+    Ok(path)
+}
+
+/// The file `--latency-hgrm PREFIX` writes for a latency kind.
+pub fn hgrm_path(prefix: &str, kind: &str) -> String {
+    format!("{prefix}.{kind}.hgrm")
+}
+
+/// The percentile spectrum of `h`, as `.hgrm` files hold it.
+fn hgrm_text(h: &Histogram<u64>) -> String {
     let mut out = String::new();
     out += &format!(
         "{:>12} {:>14} {:>10} {:>14}\n\n",
@@ -597,13 +412,13 @@ pub fn write_hgrm(prefix: &str, kind: &str, h: &Histogram<u64>) -> std::io::Resu
         BucketLayout::standard().len() / (sub_buckets / 2) - 1,
         sub_buckets
     );
-    std::fs::write(&path, out)?;
-    Ok(path)
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tcpkali_ipc::Counter;
 
     fn hist(values: &[u64]) -> Histogram<u64> {
         let mut h = BucketLayout::empty_histogram();
@@ -632,6 +447,7 @@ mod tests {
             workers: Vec::new(),
             restarts: 0,
             hosts: 1,
+            final_report: true,
         }
     }
 
@@ -645,13 +461,38 @@ mod tests {
     #[test]
     fn a_report_round_trips_through_json() {
         let r = sample(1000, &[10, 20, 30]);
-        let text = r.to_json().to_json(true);
-        let back =
-            RunReport::from_json(&Value::parse(&text).expect("json"), "r.json").expect("report");
+        let text = r.to_json_text();
+        let back = RunReport::from_json_text(&text, "r.json").expect("report");
         assert_eq!(back.delta, r.delta);
         assert_eq!(back.latency[0].1, r.latency[0].1);
         assert_eq!(back.percentiles, r.percentiles);
         assert_eq!(back.summary_text(), r.summary_text());
+        assert_eq!(back.start, r.start);
+        assert_eq!(back.duration, r.duration);
+    }
+
+    #[test]
+    fn the_report_names_its_version_and_schema_first() {
+        let text = sample(1, &[1]).to_json_text();
+        let head: Vec<&str> = text.lines().take(3).collect();
+        assert_eq!(
+            head,
+            [
+                "{",
+                "  \"tcpkali_report\": 1,",
+                &format!("  \"schema\": {},", wire::SCHEMA)
+            ]
+        );
+    }
+
+    #[test]
+    fn percentile_labels_keep_their_order() {
+        let mut r = sample(1, &[1]);
+        r.percentiles = vec![("50".into(), 50.0), ("100".into(), 100.0)];
+        let text = r.to_json_text();
+        let fifty = text.find("\"50\": ").expect("50");
+        let hundred = text.find("\"100\": ").expect("100");
+        assert!(fifty < hundred, "{text}");
     }
 
     #[test]
@@ -673,12 +514,10 @@ mod tests {
     #[test]
     fn absurd_times_are_refused_not_a_crash() {
         let text = sample(1, &[1])
-            .to_json()
-            .to_json(false)
-            .replace("\"end_unix\":1795797010", "\"end_unix\":1e300");
-        let v = Value::parse(&text).expect("json");
+            .to_json_text()
+            .replace("\"end_unix\": 1795797010.0", "\"end_unix\": 1e300");
         assert!(matches!(
-            RunReport::from_json(&v, "x"),
+            RunReport::from_json_text(&text, "x"),
             Err(ReportError::Field(_, "end_unix"))
         ));
         assert_eq!(unix_time(1e300), std::time::UNIX_EPOCH);
@@ -686,22 +525,32 @@ mod tests {
 
     #[test]
     fn other_versions_and_bounds_are_refused() {
-        let mut v = sample(1, &[1]).to_json();
-        if let Value::Object(pairs) = &mut v {
-            pairs[0].1 = Value::from(99u64);
-        }
+        let text = sample(1, &[1])
+            .to_json_text()
+            .replace("\"tcpkali_report\": 1,", "\"tcpkali_report\": 99,");
         assert!(matches!(
-            RunReport::from_json(&v, "x"),
+            RunReport::from_json_text(&text, "x"),
             Err(ReportError::Version(_, 99))
         ));
-        let text = sample(1, &[1])
-            .to_json()
-            .to_json(false)
-            .replace("[1,100000000,3]", "[1,1000,2]");
-        let v = Value::parse(&text).expect("json");
+        let compact: String = sample(1, &[1])
+            .to_json_text()
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let text = compact.replace("[1,100000000,3]", "[1,1000,2]");
+        assert_ne!(text, compact);
         assert!(matches!(
-            RunReport::from_json(&v, "x"),
+            RunReport::from_json_text(&text, "x"),
             Err(ReportError::Bounds(_))
         ));
+    }
+
+    #[test]
+    fn a_report_without_its_traffic_is_named_as_such() {
+        let text = "{\"tcpkali_report\": 1, \"start_unix\": 1, \"end_unix\": 2, \"duration_s\": 1}";
+        let e = RunReport::from_json_text(text, "x").expect_err("incomplete");
+        assert!(e.to_string().contains("traffic"), "{e}");
+        let e = RunReport::from_json_text("{\"tcp", "y").expect_err("not JSON");
+        assert!(matches!(e, ReportError::Json(..)), "{e}");
     }
 }
