@@ -78,6 +78,37 @@ pub fn summary(s: &SummaryInput) -> String {
     out
 }
 
+/// Lines about connections that came and went during the measured phase:
+/// how many opened and closed (each end of a self-loop counts) and at what
+/// rate, when connections were recycled; bytes that were written but
+/// still queued in the kernel when their connection closed; attempts that
+/// found no free local port.
+pub fn churn_lines(delta: &Snapshot, secs: f64, recycled: bool) -> String {
+    let mut out = String::new();
+    let opened = delta.get(Counter::ConnsEstablished) + delta.get(Counter::ConnsAccepted);
+    let closed = delta.get(Counter::ConnsClosed);
+    if recycled {
+        let rate = if secs > 0.0 {
+            opened as f64 / secs
+        } else {
+            0.0
+        };
+        out += &format!("Connections: {opened} opened, {closed} closed ({rate:.1}/s)\n");
+    }
+    let unsent = delta.get(Counter::BytesUnsent);
+    if unsent > 0 {
+        out += &format!(
+            "Data unsent at close: {} ({unsent} bytes unsent at close)\n",
+            human_size(unsent)
+        );
+    }
+    let no_ports = delta.get(Counter::PortsExhausted);
+    if no_ports > 0 {
+        out += &format!("Out of local ports: {no_ports} connection attempts\n");
+    }
+    out
+}
+
 /// Exponential moving average of a rate, fed with (elapsed, amount) pairs:
 /// about three seconds of memory, forgotten after a long gap.
 #[derive(Debug, Clone, Copy, Default)]
