@@ -443,6 +443,9 @@ pub fn parse_summary(stdout: &str) -> Result<Summary, String> {
         } else if l.starts_with("WebSocket: ")
             || l.starts_with("Worker restarts: ")
             || l.starts_with("Pipeline: ")
+            || l.starts_with("Connections: ")
+            || l.starts_with("Data unsent at close: ")
+            || l.starts_with("Out of local ports: ")
         {
             lines.pop();
         } else {
