@@ -339,3 +339,48 @@ fn bytes_stuck_in_a_full_buffer_at_close_are_reported_apart() {
     let sent = summary_of(&done).sent as f64;
     assert!(unsent > 0.0 && unsent <= sent, "{line} of {sent} sent");
 }
+
+#[test]
+fn a_source_out_of_ports_is_named_once_and_the_others_carry_on() {
+    // A network namespace of our own with ten ephemeral ports: a first
+    // client takes all ten from 127.0.0.2, so the second one finds that
+    // pair exhausted and must open its connections from 127.0.0.3.
+    let script = r#"
+        ip link set lo up 2>/dev/null || exit 77
+        echo "40000 40009" > /proc/sys/net/ipv4/ip_local_port_range || exit 77
+        "$1" -l 127.0.0.1:12345 -T 6s >/dev/null 2>&1 &
+        sleep 0.5
+        "$1" -w 1 -c 10 --source-ip 127.0.0.2 127.0.0.1:12345 -T 5s >/dev/null 2>&1 &
+        sleep 1
+        "$1" -w 1 -c 10 --connect-rate 1k --source-ip 127.0.0.2-127.0.0.3 \
+            127.0.0.1:12345 -T 1s
+        echo "exit $?"
+        kill %1 %2 2>/dev/null
+        wait
+    "#;
+    let out = Command::new("timeout")
+        .args(["20", "unshare", "-n", "sh", "-c", script, "sh"])
+        .arg(env!("CARGO_BIN_EXE_tcpkali"))
+        .output()
+        .expect("unshare");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(77) || (!stdout.contains("exit ") && stderr.contains("unshare")) {
+        println!(
+            "skipped: no private network namespace here: {}",
+            stderr.trim()
+        );
+        return;
+    }
+    assert!(stdout.contains("exit 0"), "{stdout}{stderr}");
+    assert_eq!(
+        stderr
+            .matches("WARNING: No local ports left from 127.0.0.2 to [127.0.0.1]:12345")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("Ramped up to 10 connections."), "{stderr}");
+    let exhausted = number_after(&stdout, "Out of local ports: ").unwrap_or(0.0);
+    assert!(exhausted >= 1.0, "{stdout}{stderr}");
+}

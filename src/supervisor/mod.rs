@@ -656,7 +656,8 @@ impl Supervisor {
             text += &format!("Worker restarts: {restarts}\n");
         }
         let secs = (now - since).as_secs_f64();
-        text += &report::churn_lines(&delta, secs, self.plan.opts.channel_lifetime.is_some());
+        let recycled = self.plan.opts.channel_lifetime.is_some();
+        text += &report::churn_lines(&delta, &last, secs, recycled);
         if self.plan.opts.websocket {
             text += &format!(
                 "WebSocket: {} frames received, {} protocol errors.\n",

@@ -836,7 +836,15 @@ impl Worker<'_> {
             if !(ev.writable || failed) {
                 return;
             }
-            match tcp::take_error(c.fd.as_raw_fd()) {
+            // A failed connect always raises EPOLLERR; without it the
+            // handshake is done and asking SO_ERROR would cost a system
+            // call per connection for nothing.
+            let outcome = if failed {
+                tcp::take_error(c.fd.as_raw_fd())
+            } else {
+                None
+            };
+            match outcome {
                 None => self.established(slot, gen, now),
                 Some(e) => self.close(slot, gen, CloseReason::ConnectFailed(e)),
             }
