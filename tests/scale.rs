@@ -288,7 +288,9 @@ fn churn_with_short_lifetimes_ramps_and_reports_a_connection_rate() {
     // Each of the 20 slots lives 20 ms, so over two seconds many
     // generations come and go; both ends of the self-loop count.
     assert!(opened >= 4.0 * 20.0, "{line}");
-    assert!(closed > 0.0 && closed <= opened, "{line}");
+    // What closes in the measured phase opened in it, or was among the
+    // 20 connections (40 ends) already open when it began.
+    assert!(closed > 0.0 && closed <= opened + 40.0, "{line}");
     let duration = summary_of(&done).duration;
     let expected = opened / duration;
     assert!((rate - expected).abs() <= 0.01 * expected + 0.1, "{line}");
