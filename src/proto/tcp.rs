@@ -288,6 +288,16 @@ pub fn allowed_cpus() -> Vec<usize> {
     }
 }
 
+/// The local port range connect() chooses from (`net.ipv4.ip_local_port_range`).
+pub fn local_port_range() -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut it = text.split_whitespace().map(str::parse::<u16>);
+    match (it.next(), it.next()) {
+        (Some(Ok(low)), Some(Ok(high))) if low <= high => Some((low, high)),
+        _ => None,
+    }
+}
+
 /// Raises the soft open-files limit to the hard limit; returns (soft, hard)
 /// in force afterwards.
 pub fn raise_nofile() -> (u64, u64) {

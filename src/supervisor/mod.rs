@@ -213,6 +213,30 @@ pub fn run(plan: Plan) -> i32 {
     }
 }
 
+/// Past half of the local port range on one (source, destination) pair,
+/// Linux searches every even port before trying odd ones, so each connect()
+/// costs time in proportion to the connections already there: a ramp
+/// crawls. Says so before the run, with what to add.
+fn warn_port_range(plan: &Plan) {
+    let Some((low, high)) = tcp::local_port_range() else {
+        return;
+    };
+    let ports = u64::from(high) - u64::from(low) + 1;
+    // The even half, which is searched first.
+    let half = ports / 2;
+    let per_pair = setup::connections_per_pair(plan.opts.connections, &plan.sources);
+    if plan.destinations.is_empty() || per_pair <= half {
+        return;
+    }
+    let pairs: u64 = plan.sources.iter().map(|s| s.len().max(1) as u64).sum();
+    let enough = plan.opts.connections.div_ceil(half.max(1));
+    diag!(
+        "WARNING: -c {} over {pairs} (source, destination) pair{} is about {per_pair} connections each, more than half of the local port range {low}-{high}; connect() slows down sharply past that. Use {enough} or more pairs (--source-ip A-B, or more destinations).",
+        plan.opts.connections,
+        if pairs == 1 { "" } else { "s" }
+    );
+}
+
 fn warn_buffers(plan: &Plan) {
     for (send, requested, name, sysctl) in [
         (true, plan.opts.sndbuf, "--sndbuf", "net.core.wmem_max"),
@@ -266,6 +290,7 @@ impl Supervisor {
         remove_stale_regions();
         warn_fd_limit(&plan);
         warn_buffers(&plan);
+        warn_port_range(&plan);
         let shared = setup::shared(&plan);
         let opts = SockOpts {
             nagle: plan.opts.nagle,

@@ -423,21 +423,30 @@ pub fn share(total: u64, workers: usize, i: usize) -> u64 {
     total / w + u64::from((i as u64) < total % w)
 }
 
-/// Worker `i`'s subset of a source list: every `workers`-th entry, or one
-/// entry when there are fewer sources than workers.
-pub fn source_subset(sources: &[SocketAddr], workers: usize, i: usize) -> Vec<SocketAddr> {
+/// Worker `i`'s source list: all of them, starting at a different one in
+/// each worker. Every (source, destination) pair then carries the same
+/// share of the connections; giving workers disjoint subsets would load
+/// some pairs far more than others when sources and workers do not divide
+/// evenly, and a pair holding more than half of the local port range makes
+/// Linux's port search (even ports first, then odd) slow every connect().
+pub fn source_subset(sources: &[SocketAddr], _workers: usize, i: usize) -> Vec<SocketAddr> {
     if sources.is_empty() {
         return Vec::new();
     }
-    if sources.len() < workers {
-        return vec![sources[i % sources.len()]];
-    }
-    sources
+    let start = i % sources.len();
+    sources[start..]
         .iter()
+        .chain(&sources[..start])
         .copied()
-        .skip(i)
-        .step_by(workers.max(1))
         .collect()
+}
+
+/// Connections each (source, destination) pair carries at most, when
+/// `connections` are spread evenly over destinations and their sources
+/// (no sources: the kernel's single choice).
+pub fn connections_per_pair(connections: u64, sources: &[Vec<SocketAddr>]) -> u64 {
+    let pairs: u64 = sources.iter().map(|s| s.len().max(1) as u64).sum();
+    connections.div_ceil(pairs.max(1))
 }
 
 /// Pre-renders static content for one side (client frames are masked,
@@ -582,14 +591,17 @@ mod tests {
     }
 
     #[test]
-    fn each_worker_binds_its_own_sources() {
+    fn every_worker_cycles_all_sources_from_its_own_start() {
         let s: Vec<SocketAddr> = (1..=4)
             .map(|i| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)), 0))
             .collect();
-        assert_eq!(source_subset(&s, 2, 0), vec![s[0], s[2]]);
-        assert_eq!(source_subset(&s, 2, 1), vec![s[1], s[3]]);
+        assert_eq!(source_subset(&s, 2, 0), s);
+        assert_eq!(source_subset(&s, 2, 1), vec![s[1], s[2], s[3], s[0]]);
+        assert_eq!(source_subset(&s, 8, 5), vec![s[1], s[2], s[3], s[0]]);
         assert_eq!(source_subset(&s[..1], 2, 1), vec![s[0]]);
         assert!(source_subset(&[], 2, 1).is_empty());
+        let per_dest = vec![s.clone(), Vec::new()];
+        assert_eq!(connections_per_pair(100, &per_dest), 20);
     }
 
     #[test]
