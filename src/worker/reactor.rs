@@ -139,6 +139,8 @@ const BATCH_NS: u64 = 5_000_000;
 /// How long a (source, destination) pair that ran out of local ports is
 /// left alone while other sources are used.
 const PORTS_REST_NS: u64 = 1_000_000_000;
+/// Resting sources passed over at most per connect.
+const SOURCE_LOOKAHEAD: usize = 64;
 
 /// The `connection.ptr` token: opaque, distinct per connection, shaped
 /// like the address the original printed.
@@ -492,7 +494,9 @@ impl Worker<'_> {
         let count = dest.sources.len();
         let first = self.next_source[d] % count;
         let mut i = first;
-        for step in 0..count {
+        // A bounded look-ahead: with thousands of sources all resting, a
+        // connect must not cost a scan of all of them.
+        for step in 0..count.min(SOURCE_LOOKAHEAD) {
             i = (first + step) % count;
             if self.ports[d][i].rest_until <= now {
                 break;
