@@ -80,10 +80,18 @@ pub enum Counter {
     /// TLS handshakes that failed: a bad certificate, a peer that is not
     /// speaking TLS, one that left or stalled past `--connect-timeout`.
     TlsFailures,
+    /// Bytes written that were still in a socket's send queue (never
+    /// acknowledged by the peer) when the connection was closed: part of
+    /// [`Counter::BytesSent`] that the peer did not get.
+    BytesUnsent,
+    /// Outgoing attempts refused because the (source, destination) pair had
+    /// no free local port left (`EADDRNOTAVAIL`); also in
+    /// [`Counter::ConnsFailed`].
+    PortsExhausted,
 }
 
 /// Number of [`Counter`] kinds.
-pub const COUNTERS: usize = Counter::TlsFailures as usize + 1;
+pub const COUNTERS: usize = Counter::PortsExhausted as usize + 1;
 
 /// Point-in-time values written by a slot's worker with plain stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +182,14 @@ impl Counters {
     #[inline]
     pub fn get(&self, c: Counter) -> u64 {
         self.0[c as usize].load(Relaxed)
+    }
+
+    /// The sum of every counter (wrapping): it moves whenever the worker
+    /// gets anything done, which tells a busy worker from a stuck one.
+    pub fn activity(&self) -> u64 {
+        self.0
+            .iter()
+            .fold(0u64, |sum, c| sum.wrapping_add(c.load(Relaxed)))
     }
 }
 

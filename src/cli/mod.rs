@@ -334,7 +334,7 @@ static FLAGS: &[Flag] = &[
     flag(Id::Nagle, &["nagle"], None, Req("on|off"), Network, "Set the Nagle algorithm (TCP_NODELAY)").default("not set"),
     flag(Id::Rcvbuf, &["rcvbuf"], None, Req("<SizeBytes>"), Network, "Socket receive buffer (SO_RCVBUF)").default("not set"),
     flag(Id::Sndbuf, &["sndbuf"], None, Req("<SizeBytes>"), Network, "Socket send buffer (SO_SNDBUF)").default("not set"),
-    flag(Id::SourceIp, &["source-ip"], None, Req("<IP>"), Network, "Local address to connect from (repeatable)").default("all interface addresses"),
+    flag(Id::SourceIp, &["source-ip"], None, Req("<IP>"), Network, "Local address to connect from: IP, A-B range or CIDR (repeatable)").default("all interface addresses"),
     flag(Id::WriteCombine, &["write-combine"], None, Req("on|off"), Network, "Batch messages into as few writes as possible").default("on"),
     // Test run
     flag(Id::Websocket, &["websocket", "ws"], None, Switch, TestRun, "Use RFC 6455 WebSocket framing"),

@@ -145,6 +145,20 @@ pub fn start_connect(
     }
 }
 
+/// Bytes written to a TCP socket that its peer has not acknowledged yet
+/// (`SIOCOUTQ`): what closing it now would leave undelivered.
+pub fn unsent_bytes(fd: RawFd) -> u64 {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ on Linux) stores one int into `queued`;
+    // fd is open for the duration of this call.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+    if r == 0 {
+        u64::try_from(queued).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
 /// The pending error of a socket (the outcome of a non-blocking connect);
 /// `None` when the connect succeeded.
 pub fn take_error(fd: RawFd) -> Option<nix::Error> {
@@ -271,6 +285,16 @@ pub fn allowed_cpus() -> Vec<usize> {
             .filter(|&c| set.is_set(c).unwrap_or(false))
             .collect(),
         Err(_) => vec![0],
+    }
+}
+
+/// The local port range connect() chooses from (`net.ipv4.ip_local_port_range`).
+pub fn local_port_range() -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut it = text.split_whitespace().map(str::parse::<u16>);
+    match (it.next(), it.next()) {
+        (Some(Ok(low)), Some(Ok(high))) if low <= high => Some((low, high)),
+        _ => None,
     }
 }
 

@@ -42,7 +42,8 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A worker that lived this long is restarted at once when it dies.
 const STABLE_LIFE: Duration = Duration::from_secs(10);
-/// A worker whose heartbeat stands still this long is killed and restarted.
+/// A worker whose heartbeat and counters both stand still this long is
+/// killed and restarted.
 const HANG_LIMIT: Duration = Duration::from_secs(5);
 
 /// Why the supervisor could not start the run.
@@ -145,8 +146,9 @@ struct Life {
     backoff: Duration,
     /// A restart is due at this time.
     respawn_at: Option<Instant>,
-    /// The heartbeat last seen, and when it last changed.
-    heartbeat: (u64, Instant),
+    /// The heartbeat and counter activity last seen, and when either last
+    /// changed.
+    heartbeat: (u64, u64, Instant),
 }
 
 /// `-r @Latency` in progress.
@@ -211,6 +213,30 @@ pub fn run(plan: Plan) -> i32 {
     }
 }
 
+/// Past half of the local port range on one (source, destination) pair,
+/// Linux searches every even port before trying odd ones, so each connect()
+/// costs time in proportion to the connections already there: a ramp
+/// crawls. Says so before the run, with what to add.
+fn warn_port_range(plan: &Plan) {
+    let Some((low, high)) = tcp::local_port_range() else {
+        return;
+    };
+    let ports = u64::from(high) - u64::from(low) + 1;
+    // The even half, which is searched first.
+    let half = ports / 2;
+    let per_pair = setup::connections_per_pair(plan.opts.connections, &plan.sources);
+    if plan.destinations.is_empty() || per_pair <= half {
+        return;
+    }
+    let pairs: u64 = plan.sources.iter().map(|s| s.len().max(1) as u64).sum();
+    let enough = plan.opts.connections.div_ceil(half.max(1));
+    diag!(
+        "WARNING: -c {} over {pairs} (source, destination) pair{} is about {per_pair} connections each, more than half of the local port range {low}-{high}; connect() slows down sharply past that. Use {enough} or more pairs (--source-ip A-B, or more destinations).",
+        plan.opts.connections,
+        if pairs == 1 { "" } else { "s" }
+    );
+}
+
 fn warn_buffers(plan: &Plan) {
     for (send, requested, name, sysctl) in [
         (true, plan.opts.sndbuf, "--sndbuf", "net.core.wmem_max"),
@@ -231,16 +257,18 @@ fn warn_buffers(plan: &Plan) {
 
 fn warn_fd_limit(plan: &Plan) {
     let (soft, _hard) = tcp::raise_nofile();
-    let per_worker = setup::share(plan.opts.connections, plan.workers, 0);
-    // A self-loop holds both ends of each connection in the same workers.
-    let ends = if plan.listen.is_empty() { 1 } else { 2 };
-    let needed = per_worker.saturating_mul(ends).saturating_add(64);
-    if needed > soft {
-        diag!(
-            "WARNING: Open files limit (`ulimit -n`) {soft} is too low for {per_worker} connections per worker (-c {} over {} workers); add workers (-w) or raise the limit.",
-            plan.opts.connections, plan.workers
-        );
+    let needed = setup::fds_per_worker(&plan.opts, plan.listen.len(), plan.workers);
+    if needed <= soft {
+        return;
     }
+    let advice = match setup::workers_to_fit(&plan.opts, plan.listen.len(), soft) {
+        Some(w) => format!("use -w {w} or more, or raise the limit"),
+        None => "raise the limit".to_string(),
+    };
+    diag!(
+        "WARNING: Open files limit (`ulimit -n`) {soft} is too low for -c {} over {} workers (about {needed} descriptors each); {advice}.",
+        plan.opts.connections, plan.workers
+    );
 }
 
 impl Supervisor {
@@ -262,6 +290,7 @@ impl Supervisor {
         remove_stale_regions();
         warn_fd_limit(&plan);
         warn_buffers(&plan);
+        warn_port_range(&plan);
         let shared = setup::shared(&plan);
         let opts = SockOpts {
             nagle: plan.opts.nagle,
@@ -352,7 +381,7 @@ impl Supervisor {
                     started: Instant::now(),
                     backoff: Duration::ZERO,
                     respawn_at: None,
-                    heartbeat: (u64::MAX, Instant::now()),
+                    heartbeat: (u64::MAX, u64::MAX, Instant::now()),
                 };
                 workers
             ],
@@ -455,9 +484,12 @@ impl Supervisor {
             let snap = self.region.snapshot();
             match phase {
                 Phase::RampUp => {
-                    let started = (snap.gauge(Gauge::OpenOut) >= self.connections())
-                        .then(|| self.steady_start(now))
-                        .flatten();
+                    // Recycled connections (--channel-lifetime) are never
+                    // all up at once: each worker marks its ramp when every
+                    // one of its connections has been up.
+                    let all_up = snap.gauge(Gauge::OpenOut) >= self.connections()
+                        || self.plan.opts.channel_lifetime.is_some();
+                    let started = all_up.then(|| self.steady_start(now)).flatten();
                     if let Some((since, base)) = started {
                         self.say(&format!("Ramped up to {} connections.", self.connections()));
                         self.region.header().steady.store(1, Ordering::Relaxed);
@@ -648,6 +680,9 @@ impl Supervisor {
         if restarts > 0 {
             text += &format!("Worker restarts: {restarts}\n");
         }
+        let secs = (now - since).as_secs_f64();
+        let recycled = self.plan.opts.channel_lifetime.is_some();
+        text += &report::churn_lines(&delta, &last, secs, recycled);
         if self.plan.opts.ssl.is_some() {
             text += &format!(
                 "TLS: {} handshakes completed, {} failed.\n",
@@ -1089,7 +1124,7 @@ impl Supervisor {
                     Ok(p) => {
                         self.pids[i] = Some(p);
                         self.lives[i].started = now;
-                        self.lives[i].heartbeat = (u64::MAX, now);
+                        self.lives[i].heartbeat = (u64::MAX, u64::MAX, now);
                     }
                     Err(e) => {
                         self.say(&format!("Cannot restart worker {i}: {}", e.desc()));
@@ -1098,17 +1133,22 @@ impl Supervisor {
                 }
             }
             let Some(pid) = self.pids[i] else { continue };
-            let beat = self.region.slot(i).gauges.get(Gauge::Heartbeat);
-            let (last, since) = self.lives[i].heartbeat;
-            if beat != last {
-                self.lives[i].heartbeat = (beat, now);
+            let slot = self.region.slot(i);
+            let beat = slot.gauges.get(Gauge::Heartbeat);
+            // A worker slow inside the kernel (connect() amid many
+            // TIME_WAIT sockets) still gets things done: only a worker
+            // with neither a heartbeat nor progress is stuck.
+            let activity = slot.counters.activity();
+            let (last, last_activity, since) = self.lives[i].heartbeat;
+            if beat != last || activity != last_activity {
+                self.lives[i].heartbeat = (beat, activity, now);
             } else if now.duration_since(since) >= HANG_LIMIT {
                 self.say(&format!(
                     "Worker {i} (pid {pid}) made no progress for {} s; killing it.",
                     HANG_LIMIT.as_secs()
                 ));
                 let _ = signal::kill(pid, Signal::SIGKILL);
-                self.lives[i].heartbeat = (beat, now);
+                self.lives[i].heartbeat = (beat, activity, now);
             }
         }
         None

@@ -78,6 +78,38 @@ pub fn summary(s: &SummaryInput) -> String {
     out
 }
 
+/// Lines about connections that came and went during the measured phase:
+/// how many opened and closed (each end of a self-loop counts) and at what
+/// rate, when connections were recycled; bytes that were written but
+/// still queued in the kernel when their connection closed; attempts that
+/// found no free local port over the whole run (`total`: ramp-up included,
+/// where they mostly happen).
+pub fn churn_lines(delta: &Snapshot, total: &Snapshot, secs: f64, recycled: bool) -> String {
+    let mut out = String::new();
+    let opened = delta.get(Counter::ConnsEstablished) + delta.get(Counter::ConnsAccepted);
+    let closed = delta.get(Counter::ConnsClosed);
+    if recycled {
+        let rate = if secs > 0.0 {
+            opened as f64 / secs
+        } else {
+            0.0
+        };
+        out += &format!("Connections: {opened} opened, {closed} closed ({rate:.1}/s)\n");
+    }
+    let unsent = delta.get(Counter::BytesUnsent);
+    if unsent > 0 {
+        out += &format!(
+            "Data unsent at close: {} ({unsent} bytes unsent at close)\n",
+            human_size(unsent)
+        );
+    }
+    let no_ports = total.get(Counter::PortsExhausted);
+    if no_ports > 0 {
+        out += &format!("Out of local ports: {no_ports} connection attempts\n");
+    }
+    out
+}
+
 /// Exponential moving average of a rate, fed with (elapsed, amount) pairs:
 /// about three seconds of memory, forgotten after a long gap.
 #[derive(Debug, Clone, Copy, Default)]
@@ -473,5 +505,46 @@ mod tests {
             s.update(0.25, 250.0);
         }
         assert!((s.update(0.25, 250.0) - 1000.0).abs() < 1.0);
+    }
+}
+
+#[cfg(test)]
+mod churn_tests {
+    use super::churn_lines;
+    use tcpkali_ipc::{Counter, Snapshot};
+
+    fn snapshot(values: &[(Counter, u64)]) -> Snapshot {
+        let mut s = Snapshot::default();
+        for &(c, v) in values {
+            s.counters[c as usize] = v;
+        }
+        s
+    }
+
+    #[test]
+    fn recycled_connections_get_their_rate_and_lost_bytes_their_line() {
+        let delta = snapshot(&[
+            (Counter::ConnsEstablished, 300),
+            (Counter::ConnsAccepted, 300),
+            (Counter::ConnsClosed, 580),
+            (Counter::BytesUnsent, 4096),
+        ]);
+        let text = churn_lines(&delta, &delta, 2.0, true);
+        assert_eq!(
+            text,
+            "Connections: 600 opened, 580 closed (300.0/s)\n\
+             Data unsent at close: 4.0 KiB (4096 bytes unsent at close)\n"
+        );
+    }
+
+    #[test]
+    fn steady_connections_add_no_lines_but_exhausted_ports_do() {
+        let delta = snapshot(&[(Counter::ConnsEstablished, 10)]);
+        assert_eq!(churn_lines(&delta, &delta, 1.0, false), "");
+        let total = snapshot(&[(Counter::PortsExhausted, 7)]);
+        assert_eq!(
+            churn_lines(&delta, &total, 1.0, false),
+            "Out of local ports: 7 connection attempts\n"
+        );
     }
 }

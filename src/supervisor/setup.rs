@@ -86,9 +86,13 @@ impl fmt::Display for SetupError {
     }
 }
 
-/// Default worker count: the CPUs this process may use, or fewer when a
-/// pure client asks for fewer connections than that.
-pub fn default_workers(opts: &Options, cpus: usize) -> usize {
+/// Most workers the command line allows (`-w`), and the most the
+/// descriptor limit may ask for.
+pub const MAX_WORKERS: usize = 1024;
+
+/// One CPU's worth of workers: the CPUs this process may use, or fewer when
+/// a pure client asks for fewer connections than that.
+pub fn cpu_workers(opts: &Options, cpus: usize) -> usize {
     let cpus = cpus.max(1);
     if opts.listen.is_none() && opts.connections > 0 && (opts.connections as usize) < cpus {
         opts.connections as usize
@@ -97,11 +101,44 @@ pub fn default_workers(opts: &Options, cpus: usize) -> usize {
     }
 }
 
+/// Descriptors the busiest of `workers` workers holds: its outgoing
+/// connections; on a self-loop (listening and connecting) the accepted
+/// ends too, with room for SO_REUSEPORT's uneven hashing; every worker's
+/// listeners (all are opened before the first fork); stdio, the poller and
+/// a margin.
+pub fn fds_per_worker(opts: &Options, listen_addrs: usize, workers: usize) -> u64 {
+    let workers = workers.max(1);
+    let out = share(opts.connections, workers, 0);
+    let self_loop = opts.listen.is_some() && !opts.destinations.is_empty();
+    let accepted = if self_loop { out + out / 16 + 16 } else { 0 };
+    let listeners = (listen_addrs * workers) as u64;
+    out + accepted + listeners + 32
+}
+
+/// The fewest workers whose descriptors fit under `limit` each, if any
+/// count up to [`MAX_WORKERS`] does.
+pub fn workers_to_fit(opts: &Options, listen_addrs: usize, limit: u64) -> Option<usize> {
+    (1..=MAX_WORKERS).find(|&w| fds_per_worker(opts, listen_addrs, w) <= limit)
+}
+
+/// How many workers run without `-w`, and whether the descriptor limit
+/// (not the CPUs) set that number.
+pub fn default_workers(
+    opts: &Options,
+    cpus: usize,
+    listen_addrs: usize,
+    fd_limit: u64,
+) -> (usize, bool) {
+    let by_cpu = cpu_workers(opts, cpus);
+    if fds_per_worker(opts, listen_addrs, by_cpu) <= fd_limit {
+        return (by_cpu, false);
+    }
+    let fit = workers_to_fit(opts, listen_addrs, fd_limit).unwrap_or(MAX_WORKERS);
+    (fit.max(by_cpu), fit > by_cpu)
+}
+
 /// Resolves everything and prints the start-up lines to stderr.
 pub fn prepare(opts: Options) -> Result<Plan, SetupError> {
-    let workers = opts
-        .workers
-        .unwrap_or_else(|| default_workers(&opts, tcp::allowed_cpus().len()));
     let mut destinations = Vec::new();
     let mut hosts = Vec::new();
     for d in &opts.destinations {
@@ -161,6 +198,23 @@ pub fn prepare(opts: Options) -> Result<Plan, SetupError> {
             Some(config)
         }
     };
+    let workers = match opts.workers {
+        Some(w) => w,
+        None => {
+            let cpus = tcp::allowed_cpus().len();
+            let (soft, _) = tcp::raise_nofile();
+            let (w, grown) = default_workers(&opts, cpus, listen.len(), soft);
+            if grown {
+                diag!(
+                    "NOTE: {} connections need more open files than {} worker{} can hold (`ulimit -n` {soft} each); using {w} workers.",
+                    opts.connections,
+                    cpu_workers(&opts, cpus),
+                    if cpu_workers(&opts, cpus) == 1 { "" } else { "s" }
+                );
+            }
+            w
+        }
+    };
     Ok(Plan {
         opts,
         workers,
@@ -200,9 +254,15 @@ fn given_sources(
 ) -> Result<Vec<Vec<SocketAddr>>, SetupError> {
     let mut all = Vec::new();
     for v in values {
-        let ips: Vec<IpAddr> = match v.parse::<IpAddr>() {
-            Ok(ip) => vec![ip],
-            Err(_) => tcp::resolve(Some(v), "0", true)
+        let block = address_block(v).map_err(|reason| SetupError::SourceIp {
+            value: v.clone(),
+            reason,
+        })?;
+        let is_block = block.is_some();
+        let ips: Vec<IpAddr> = match (block, v.parse::<IpAddr>()) {
+            (Some(ips), _) => ips,
+            (None, Ok(ip)) => vec![ip],
+            (None, Err(_)) => tcp::resolve(Some(v), "0", true)
                 .map_err(|reason| SetupError::SourceIp {
                     value: v.clone(),
                     reason,
@@ -211,14 +271,22 @@ fn given_sources(
                 .map(|a| a.ip())
                 .collect(),
         };
+        if is_block {
+            if let (Some(first), Some(last)) = (ips.first(), ips.last()) {
+                diag!("Source IPs: {first} to {last} ({} addresses)", ips.len());
+            }
+        }
+        let mut seen: std::collections::HashSet<SocketAddr> = all.iter().copied().collect();
         for ip in ips {
             tcp::is_local(ip).map_err(|e| SetupError::SourceIp {
                 value: v.clone(),
-                reason: e.to_string(),
+                reason: format!("{ip}: {e}"),
             })?;
             let a = SocketAddr::new(ip, 0);
-            if !all.contains(&a) {
-                diag!("Source IP: {}", Bracketed(a));
+            if seen.insert(a) {
+                if !is_block {
+                    diag!("Source IP: {}", Bracketed(a));
+                }
                 all.push(a);
             }
         }
@@ -235,6 +303,103 @@ fn given_sources(
                 Err(SetupError::NoSourceFor(*d))
             } else {
                 Ok(same)
+            }
+        })
+        .collect()
+}
+
+/// Most addresses one `--source-ip` range or CIDR block may expand to
+/// (each is checked with a bind, and each worker cycles through its share).
+pub const MAX_SOURCE_BLOCK: u128 = 65_536;
+
+/// The addresses of a `--source-ip` range (`127.0.0.2-127.0.0.17`, both
+/// ends included) or CIDR block (`127.0.0.0/28`; for IPv4 blocks larger
+/// than /31 without the network and broadcast addresses, which hosts do
+/// not use); `None` when `value` is neither.
+pub fn address_block(value: &str) -> Result<Option<Vec<IpAddr>>, String> {
+    if let Some((base, prefix)) = value.split_once('/') {
+        let base: IpAddr = base
+            .parse()
+            .map_err(|_| format!("{base:?} is not an IP address"))?;
+        let bits: u32 = if base.is_ipv4() { 32 } else { 128 };
+        let prefix: u32 = prefix
+            .parse()
+            .ok()
+            .filter(|&p| p <= bits)
+            .ok_or_else(|| format!("prefix length 0..{bits} expected after /"))?;
+        let size = 1u128 << (bits - prefix).min(127);
+        let size = if bits - prefix == 128 {
+            u128::MAX
+        } else {
+            size
+        };
+        let (mut first, mut last) = block_bounds(base, prefix);
+        if base.is_ipv4() && prefix < 31 {
+            first += 1;
+            last -= 1;
+        }
+        if size > MAX_SOURCE_BLOCK {
+            return Err(format!(
+                "the block holds {} addresses, more than the {MAX_SOURCE_BLOCK} allowed",
+                if size == u128::MAX {
+                    "2^128".to_string()
+                } else {
+                    size.to_string()
+                }
+            ));
+        }
+        return Ok(Some(addresses(base.is_ipv4(), first, last)));
+    }
+    let Some((a, b)) = value.split_once('-') else {
+        return Ok(None);
+    };
+    let (Ok(a), Ok(b)) = (a.parse::<IpAddr>(), b.parse::<IpAddr>()) else {
+        // A host name with a dash in it.
+        return Ok(None);
+    };
+    if a.is_ipv4() != b.is_ipv4() {
+        return Err("both ends of a range must be of one address family".to_string());
+    }
+    let (first, last) = (ip_number(a), ip_number(b));
+    if first > last {
+        return Err(format!("the range ends ({b}) before it starts ({a})"));
+    }
+    if last - first >= MAX_SOURCE_BLOCK {
+        return Err(format!(
+            "the range holds {} addresses, more than the {MAX_SOURCE_BLOCK} allowed",
+            last - first + 1
+        ));
+    }
+    Ok(Some(addresses(a.is_ipv4(), first, last)))
+}
+
+fn ip_number(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+/// First and last address (as numbers) of the block `base/prefix`.
+fn block_bounds(base: IpAddr, prefix: u32) -> (u128, u128) {
+    let bits = if base.is_ipv4() { 32 } else { 128 };
+    let host_bits = bits - prefix;
+    let host_mask = if host_bits == 128 {
+        u128::MAX
+    } else {
+        (1u128 << host_bits) - 1
+    };
+    let first = ip_number(base) & !host_mask;
+    (first, first | host_mask)
+}
+
+fn addresses(v4: bool, first: u128, last: u128) -> Vec<IpAddr> {
+    (first..=last)
+        .map(|n| {
+            if v4 {
+                IpAddr::V4(Ipv4Addr::from(n as u32))
+            } else {
+                IpAddr::V6(Ipv6Addr::from(n))
             }
         })
         .collect()
@@ -305,21 +470,30 @@ pub fn share(total: u64, workers: usize, i: usize) -> u64 {
     total / w + u64::from((i as u64) < total % w)
 }
 
-/// Worker `i`'s subset of a source list: every `workers`-th entry, or one
-/// entry when there are fewer sources than workers.
-pub fn source_subset(sources: &[SocketAddr], workers: usize, i: usize) -> Vec<SocketAddr> {
+/// Worker `i`'s source list: all of them, starting at a different one in
+/// each worker. Every (source, destination) pair then carries the same
+/// share of the connections; giving workers disjoint subsets would load
+/// some pairs far more than others when sources and workers do not divide
+/// evenly, and a pair holding more than half of the local port range makes
+/// Linux's port search (even ports first, then odd) slow every connect().
+pub fn source_subset(sources: &[SocketAddr], _workers: usize, i: usize) -> Vec<SocketAddr> {
     if sources.is_empty() {
         return Vec::new();
     }
-    if sources.len() < workers {
-        return vec![sources[i % sources.len()]];
-    }
-    sources
+    let start = i % sources.len();
+    sources[start..]
         .iter()
+        .chain(&sources[..start])
         .copied()
-        .skip(i)
-        .step_by(workers.max(1))
         .collect()
+}
+
+/// Connections each (source, destination) pair carries at most, when
+/// `connections` are spread evenly over destinations and their sources
+/// (no sources: the kernel's single choice).
+pub fn connections_per_pair(connections: u64, sources: &[Vec<SocketAddr>]) -> u64 {
+    let pairs: u64 = sources.iter().map(|s| s.len().max(1) as u64).sum();
+    connections.div_ceil(pairs.max(1))
 }
 
 /// Pre-renders static content for one side (client frames are masked,
@@ -555,14 +729,17 @@ mod tests {
     }
 
     #[test]
-    fn each_worker_binds_its_own_sources() {
+    fn every_worker_cycles_all_sources_from_its_own_start() {
         let s: Vec<SocketAddr> = (1..=4)
             .map(|i| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)), 0))
             .collect();
-        assert_eq!(source_subset(&s, 2, 0), vec![s[0], s[2]]);
-        assert_eq!(source_subset(&s, 2, 1), vec![s[1], s[3]]);
+        assert_eq!(source_subset(&s, 2, 0), s);
+        assert_eq!(source_subset(&s, 2, 1), vec![s[1], s[2], s[3], s[0]]);
+        assert_eq!(source_subset(&s, 8, 5), vec![s[1], s[2], s[3], s[0]]);
         assert_eq!(source_subset(&s[..1], 2, 1), vec![s[0]]);
         assert!(source_subset(&[], 2, 1).is_empty());
+        let per_dest = vec![s.clone(), Vec::new()];
+        assert_eq!(connections_per_pair(100, &per_dest), 20);
     }
 
     #[test]
@@ -571,7 +748,7 @@ mod tests {
             connections: 1,
             ..Options::default()
         };
-        assert_eq!(default_workers(&opts, 2), 1);
+        assert_eq!(default_workers(&opts, 2, 0, 1024), (1, false));
         let listening = Options {
             connections: 1,
             listen: Some(crate::cli::config::ListenSpec {
@@ -580,7 +757,75 @@ mod tests {
             }),
             ..Options::default()
         };
-        assert_eq!(default_workers(&listening, 2), 2);
+        assert_eq!(default_workers(&listening, 2, 2, 1024), (2, false));
+    }
+
+    fn ips(list: &[&str]) -> Vec<IpAddr> {
+        list.iter().map(|s| s.parse().expect("ip")).collect()
+    }
+
+    #[test]
+    fn a_source_range_includes_both_ends() {
+        assert_eq!(
+            address_block("127.0.0.2-127.0.0.4").expect("range"),
+            Some(ips(&["127.0.0.2", "127.0.0.3", "127.0.0.4"]))
+        );
+        assert_eq!(
+            address_block("::1-::2").expect("v6 range"),
+            Some(ips(&["::1", "::2"]))
+        );
+        assert_eq!(address_block("my-host").expect("a name"), None);
+        assert_eq!(address_block("127.0.0.1").expect("one address"), None);
+    }
+
+    #[test]
+    fn an_ipv4_cidr_block_leaves_out_network_and_broadcast() {
+        let block = address_block("127.0.0.0/28").expect("cidr").expect("block");
+        assert_eq!(block.len(), 14);
+        assert_eq!(block[0], ips(&["127.0.0.1"])[0]);
+        assert_eq!(block[13], ips(&["127.0.0.14"])[0]);
+        assert_eq!(
+            address_block("127.0.0.9/32").expect("/32"),
+            Some(ips(&["127.0.0.9"]))
+        );
+        assert_eq!(
+            address_block("::1/127").expect("v6 /127"),
+            Some(ips(&["::", "::1"]))
+        );
+    }
+
+    #[test]
+    fn oversized_or_malformed_blocks_are_refused() {
+        assert!(address_block("10.0.0.0/8").is_err());
+        assert!(address_block("::/0").is_err());
+        assert!(address_block("127.0.0.0/33").is_err());
+        assert!(address_block("127.0.0.x/28").is_err());
+        assert!(address_block("127.0.0.9-127.0.0.2").is_err());
+        assert!(address_block("127.0.0.1-::1").is_err());
+    }
+
+    #[test]
+    fn the_descriptor_limit_sets_the_worker_count() {
+        let self_loop = Options {
+            connections: 30_000,
+            listen: Some(crate::cli::config::ListenSpec {
+                host: None,
+                port: 1,
+            }),
+            destinations: vec![crate::cli::config::DestSpec {
+                host: "127.0.0.1".into(),
+                port: "1".into(),
+                path: String::new(),
+                host_port: "127.0.0.1:1".into(),
+            }],
+            ..Options::default()
+        };
+        let (w, grown) = default_workers(&self_loop, 2, 2, 4096);
+        assert!(grown);
+        assert!(fds_per_worker(&self_loop, 2, w) <= 4096);
+        assert!(fds_per_worker(&self_loop, 2, w - 1) > 4096);
+        assert_eq!(default_workers(&self_loop, 2, 2, 1 << 20), (2, false));
+        assert_eq!(workers_to_fit(&self_loop, 2, 100), None);
     }
 
     #[test]

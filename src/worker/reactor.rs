@@ -141,6 +141,16 @@ const DEST_FAIL_THRESHOLD: u64 = 10;
 const LISTENER_PAUSE_NS: u64 = 100_000_000;
 /// Smallest timer heap that is swept of entries for closed connections.
 const TIMER_SLACK: usize = 4096;
+/// Longest a connect or accept batch runs before the worker publishes its
+/// heartbeat and serves its other connections: bounded by time, not count,
+/// because connect() itself slows down when the kernel's port tables are
+/// crowded (many TIME_WAIT sockets after earlier runs).
+const BATCH_NS: u64 = 5_000_000;
+/// How long a (source, destination) pair that ran out of local ports is
+/// left alone while other sources are used.
+const PORTS_REST_NS: u64 = 1_000_000_000;
+/// Resting sources passed over at most per connect.
+const SOURCE_LOOKAHEAD: usize = 64;
 
 /// The `connection.ptr` token: opaque, distinct per connection, shaped
 /// like the address the original printed.
@@ -208,6 +218,16 @@ struct DestStats {
     reported: bool,
 }
 
+/// One (source, destination) pair's standing with the kernel's port
+/// allocator.
+#[derive(Debug, Default, Clone, Copy)]
+struct PairPorts {
+    /// Ran out of local ports: not used again before this time.
+    rest_until: u64,
+    /// The user was told this pair ran out.
+    said: bool,
+}
+
 /// Local mirror of the slot's gauges, published when they change.
 #[derive(Debug, Default)]
 struct Open {
@@ -231,6 +251,12 @@ struct Worker<'a> {
     next_dest: usize,
     next_source: Vec<usize>,
     dest_stats: Vec<DestStats>,
+    /// Per destination, per source (one entry when the kernel chooses).
+    ports: Vec<Vec<PairPorts>>,
+    /// Outgoing connections established since the worker started.
+    ever_opened: u64,
+    /// Published in the slot as a liveness signal.
+    heartbeat: u64,
     open: Open,
     buf: Vec<u8>,
     hist: BucketLayout,
@@ -282,6 +308,13 @@ pub fn run(region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
         next_dest: 0,
         next_source: vec![0; plan.destinations.len()],
         dest_stats: vec![DestStats::default(); plan.destinations.len()],
+        ports: plan
+            .destinations
+            .iter()
+            .map(|d| vec![PairPorts::default(); d.sources.len().max(1)])
+            .collect(),
+        ever_opened: 0,
+        heartbeat: 0,
         open: Open::default(),
         buf: vec![0u8; READ_BUFFER],
         hist: BucketLayout::standard(),
@@ -332,8 +365,13 @@ impl Worker<'_> {
         &self.slot.counters
     }
 
+    /// Tells the supervisor this worker is alive.
+    fn beat(&mut self) {
+        self.heartbeat += 1;
+        self.slot.gauges.set(Gauge::Heartbeat, self.heartbeat);
+    }
+
     fn run_loop(&mut self) -> i32 {
-        let mut heartbeat = 0u64;
         loop {
             if self.region.header().stop.load(Relaxed) != 0 {
                 self.close_websockets();
@@ -352,8 +390,7 @@ impl Worker<'_> {
             }
             let now = self.now();
             self.dispatch(now, true);
-            heartbeat += 1;
-            self.slot.gauges.set(Gauge::Heartbeat, heartbeat);
+            self.beat();
         }
     }
 
@@ -433,10 +470,17 @@ impl Worker<'_> {
             return;
         }
         let n = self.pacer.allowance(now).min(deficit);
-        for _ in 0..n {
+        let until = now.saturating_add(BATCH_NS);
+        for i in 0..n {
+            // What is left of the allowance stays with the pacer: the next
+            // loop turn, after events are served, carries on.
+            if i > 0 && i % 16 == 0 && self.now() >= until {
+                break;
+            }
             self.pacer.take(1);
             self.connect_one(now);
         }
+        self.beat();
     }
 
     fn pick_destination(&mut self) -> usize {
@@ -453,17 +497,54 @@ impl Worker<'_> {
         self.next_dest % count
     }
 
+    /// The next source address for destination `d` (round robin, passing
+    /// over pairs that ran out of ports unless all did), and its index.
+    fn pick_source(&mut self, d: usize, now: u64) -> (usize, Option<SocketAddr>) {
+        let dest = &self.plan.destinations[d];
+        if dest.sources.is_empty() {
+            return (0, None);
+        }
+        let count = dest.sources.len();
+        let first = self.next_source[d] % count;
+        let mut i = first;
+        // A bounded look-ahead: with thousands of sources all resting, a
+        // connect must not cost a scan of all of them.
+        for step in 0..count.min(SOURCE_LOOKAHEAD) {
+            i = (first + step) % count;
+            if self.ports[d][i].rest_until <= now {
+                break;
+            }
+        }
+        self.next_source[d] = i + 1;
+        (i, Some(dest.sources[i]))
+    }
+
+    /// A (source, destination) pair ran out of local ports: counted, said
+    /// once, and rested so that the other sources carry on.
+    fn ports_exhausted(&mut self, d: usize, s: usize, source: Option<SocketAddr>, now: u64) {
+        self.counters().add(Counter::PortsExhausted, 1);
+        let pair = &mut self.ports[d][s];
+        pair.rest_until = now.saturating_add(PORTS_REST_NS);
+        if pair.said {
+            return;
+        }
+        pair.said = true;
+        let addr = Bracketed(self.plan.destinations[d].addr);
+        match source {
+            Some(src) => diag!(
+                "WARNING: No local ports left from {} to {addr}; add source addresses (--source-ip A-B or a CIDR) or destinations.",
+                src.ip()
+            ),
+            None => diag!(
+                "WARNING: No local ports left to {addr}; add source addresses (--source-ip A-B or a CIDR) or destinations."
+            ),
+        }
+    }
+
     fn connect_one(&mut self, now: u64) {
         let d = self.pick_destination();
-        let dest = &self.plan.destinations[d];
-        let source = if dest.sources.is_empty() {
-            None
-        } else {
-            let i = self.next_source[d] % dest.sources.len();
-            self.next_source[d] = i + 1;
-            Some(dest.sources[i])
-        };
-        let addr = dest.addr;
+        let (s, source) = self.pick_source(d, now);
+        let addr = self.plan.destinations[d].addr;
         self.counters().add(Counter::ConnsInitiated, 1);
         self.dest_stats[d].attempts += 1;
         let (fd, connected) =
@@ -471,6 +552,10 @@ impl Worker<'_> {
                 Ok(r) => r,
                 Err(e) => {
                     self.counters().add(Counter::ConnsFailed, 1);
+                    if e == nix::Error::EADDRNOTAVAIL {
+                        self.ports_exhausted(d, s, source, now);
+                        return;
+                    }
                     if self.shared.verbosity >= 1 && !self.dest_stats[d].reported {
                         self.dest_stats[d].reported = true;
                         diag!(
@@ -611,8 +696,12 @@ impl Worker<'_> {
     fn ready_out(&mut self) {
         self.open.connecting -= 1;
         self.open.out += 1;
+        self.ever_opened += 1;
         self.publish_gauges();
-        if self.open.out >= self.plan.connections {
+        // With --channel-lifetime connections come and go, so the ramp
+        // ends once every one of them has been up, not all at once.
+        let recycled = self.shared.lifetime.is_some() && self.ever_opened >= self.plan.connections;
+        if self.open.out >= self.plan.connections || recycled {
             // This worker's steady state begins now, before the first
             // byte of this connection (WebSocket upgrade, first message)
             // moves.
@@ -739,7 +828,11 @@ impl Worker<'_> {
         let Some(&lfd) = self.plan.listeners.get(index) else {
             return;
         };
-        for _ in 0..ACCEPT_BUDGET {
+        let until = now.saturating_add(BATCH_NS);
+        for i in 0..ACCEPT_BUDGET {
+            if i > 0 && i % 16 == 0 && self.now() >= until {
+                break;
+            }
             let fd = match tcp::accept(lfd) {
                 Ok(Some(fd)) => fd,
                 Ok(None) => return,
@@ -788,7 +881,9 @@ impl Worker<'_> {
             }
             self.counters().add(Counter::ConnsAccepted, 1);
             let mut c = Conn::new(fd, gen, Direction::In, Phase::Open, now);
-            c.readable = true;
+            // Adding a socket to epoll reports the data already queued on
+            // it, so no read is tried before the first event (one system
+            // call less per accepted connection, which a ramp feels).
             c.writable = true;
             self.conns.insert(slot, c);
             self.open.inbound += 1;
@@ -835,7 +930,15 @@ impl Worker<'_> {
             if !(ev.writable || failed) {
                 return;
             }
-            match tcp::take_error(c.fd.as_raw_fd()) {
+            // A failed connect always raises EPOLLERR; without it the
+            // handshake is done and asking SO_ERROR would cost a system
+            // call per connection for nothing.
+            let outcome = if failed {
+                tcp::take_error(c.fd.as_raw_fd())
+            } else {
+                None
+            };
+            match outcome {
                 None => self.established(slot, gen, now),
                 Some(e) => self.close(slot, gen, CloseReason::ConnectFailed(e)),
             }
@@ -1783,10 +1886,12 @@ impl Worker<'_> {
             (Direction::Out { .. }, Phase::Open) => {
                 self.open.out -= 1;
                 self.counters().add(Counter::ConnsClosed, 1);
+                self.count_unsent(&c);
             }
             (Direction::In, _) => {
                 self.open.inbound -= 1;
                 self.counters().add(Counter::ConnsClosed, 1);
+                self.count_unsent(&c);
             }
         }
         self.publish_gauges();
@@ -1798,6 +1903,16 @@ impl Worker<'_> {
         }
         self.report_close(reason, peer);
         drop(c);
+    }
+
+    /// Counts what a closing connection wrote that its peer never got:
+    /// `Total data sent` keeps counting it, as tcpkali does, and the
+    /// summary says how much of that was lost.
+    fn count_unsent(&self, c: &Conn) {
+        let unsent = tcp::unsent_bytes(c.fd.as_raw_fd());
+        if unsent > 0 {
+            self.counters().add(Counter::BytesUnsent, unsent);
+        }
     }
 
     fn report_close(&self, reason: CloseReason, peer: Option<SocketAddr>) {

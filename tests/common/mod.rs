@@ -444,6 +444,9 @@ pub fn parse_summary(stdout: &str) -> Result<Summary, String> {
             || l.starts_with("Worker restarts: ")
             || l.starts_with("Pipeline: ")
             || l.starts_with("TLS: ")
+            || l.starts_with("Connections: ")
+            || l.starts_with("Data unsent at close: ")
+            || l.starts_with("Out of local ports: ")
         {
             lines.pop();
         } else {
