@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TCPKALI\0");
 
 /// Bumped whenever the layout below changes; readers refuse a mismatch.
-pub const LAYOUT_VERSION: u64 = 7;
+pub const LAYOUT_VERSION: u64 = 8;
 
 /// Cumulative per-worker counters. The discriminant is the index into
 /// [`Counters`] and [`Snapshot`].

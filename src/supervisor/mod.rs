@@ -170,7 +170,9 @@ struct StatsdFeed {
 
 enum Phase {
     RampUp,
-    Steady { since: Instant, base: Snapshot },
+    /// `base`: the counters the steady state is measured from (boxed:
+    /// a snapshot is large and the ramp-up carries none).
+    Steady { since: Instant, base: Box<Snapshot> },
 }
 
 struct Supervisor {
@@ -447,7 +449,7 @@ impl Supervisor {
             self.region.header().steady.store(1, Ordering::Relaxed);
             Phase::Steady {
                 since: start,
-                base: self.region.snapshot(),
+                base: Box::new(self.region.snapshot()),
             }
         };
         let mut last_progress = start;
@@ -493,7 +495,10 @@ impl Supervisor {
                     if let Some((since, base)) = started {
                         self.say(&format!("Ramped up to {} connections.", self.connections()));
                         self.region.header().steady.store(1, Ordering::Relaxed);
-                        phase = Phase::Steady { since, base };
+                        phase = Phase::Steady {
+                            since,
+                            base: Box::new(base),
+                        };
                     } else if duration.is_some_and(|d| now - start >= d) {
                         break Ending::RampUpFailed;
                     }
@@ -647,7 +652,7 @@ impl Supervisor {
         }
         let (since, base) = match phase {
             Phase::RampUp => (start, Snapshot::default()),
-            Phase::Steady { since, base } => (since, base),
+            Phase::Steady { since, base } => (since, *base),
         };
         let delta = last.since(&base);
         let mut text = report::summary(&SummaryInput {
