@@ -4,6 +4,7 @@
 //! vocabulary of `stream`) and the WebSocket framing (`ws`: RFC 6455
 //! handshake and frames).
 
+pub mod framing;
 pub mod stream;
 pub mod tcp;
 pub mod tls;

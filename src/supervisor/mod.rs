@@ -172,7 +172,10 @@ enum Phase {
     RampUp,
     /// `base`: the counters the steady state is measured from (boxed:
     /// a snapshot is large and the ramp-up carries none).
-    Steady { since: Instant, base: Box<Snapshot> },
+    Steady {
+        since: Instant,
+        base: Box<Snapshot>,
+    },
 }
 
 struct Supervisor {

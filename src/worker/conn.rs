@@ -2,9 +2,10 @@
 //! what the reactor last learned about its readiness.
 
 use crate::content::payload::Own;
+use crate::proto::framing::Framing;
 use crate::proto::stream::TransportError;
 use crate::proto::transport::Transport;
-use crate::proto::ws::{FrameReader, RequestReader, ResponseReader, WsError};
+use crate::proto::ws::WsError;
 use crate::worker::latency::{MarkerScan, MarkerTrack, StreamSearch};
 use crate::worker::pace::Schedule;
 use std::os::fd::OwnedFd;
@@ -63,36 +64,6 @@ impl CloseReason {
             TransportError::Tls(t) => CloseReason::Tls(t.reason()),
         }
     }
-}
-
-/// Where a WebSocket connection is in its handshake.
-#[derive(Debug)]
-pub enum WsPhase {
-    /// Client: the upgrade request goes out (`sent` bytes so far), then the
-    /// 101 response is awaited.
-    ClientRequest {
-        request: Vec<u8>,
-        sent: usize,
-        reader: ResponseReader,
-    },
-    /// Server: reading the upgrade request.
-    ServerRequest(RequestReader),
-    /// Frames flow.
-    Open,
-}
-
-/// A WebSocket connection's protocol state.
-#[derive(Debug)]
-pub struct WsConn {
-    pub phase: WsPhase,
-    pub frames: FrameReader,
-    /// Control frames (pong, close) to write at the next frame boundary.
-    pub control: Vec<u8>,
-    /// The server's 101 reply still to write (not counted as sent, as
-    /// tcpkali does not).
-    pub reply: Vec<u8>,
-    /// Our close frame went out.
-    pub close_sent: bool,
 }
 
 /// Where a paced connection stands with its send schedule.
@@ -165,8 +136,8 @@ pub struct Conn {
     pub track: Option<Box<MarkerTrack>>,
     /// `--message-stop` search state.
     pub stop: Option<Box<StreamSearch>>,
-    /// WebSocket state (`--ws`).
-    pub ws: Option<Box<WsConn>>,
+    /// The framing above the transport: raw, or WebSocket (`--ws`).
+    pub framing: Framing,
 }
 
 impl Conn {
@@ -194,7 +165,7 @@ impl Conn {
             first_byte_pending: false,
             track: None,
             stop: None,
-            ws: None,
+            framing: Framing::Raw,
         }
     }
 }

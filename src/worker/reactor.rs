@@ -5,16 +5,15 @@ use crate::cli::config::DumpSpec;
 use crate::content::expr::{self, RenderCtx, Scope, Template};
 use crate::content::payload::{Body, Generated, Own, Payload};
 use crate::content::Content;
+use crate::proto::framing::{Framing, Preface};
 use crate::proto::stream::{
     Flush, Handshake as TransportHandshake, ReadOutcome, TransportError, WriteOutcome,
 };
 use crate::proto::tcp::{self, Bracketed, SockOpts};
 use crate::proto::tls::{self, TlsConfig};
 use crate::proto::transport::Transport;
-use crate::proto::ws::{self, FrameEvent, FrameReader, Handshake, RequestReader, ResponseReader};
-use crate::worker::conn::{
-    self, CloseReason, Conn, Direction, Phase, SendPos, Sending, Slab, WsConn, WsPhase,
-};
+use crate::proto::ws;
+use crate::worker::conn::{self, CloseReason, Conn, Direction, Phase, SendPos, Sending, Slab};
 use crate::worker::dump::{self, DUMP_IN, DUMP_OUT};
 use crate::worker::epoll::{Readiness, Ready};
 use crate::worker::latency;
@@ -164,7 +163,8 @@ struct Writing {
     fd: RawFd,
     transport: Transport,
     client_side: bool,
-    /// Our WebSocket Close is queued or sent: only control frames may go.
+    /// The framing is closing (a WebSocket Close is queued or sent): only
+    /// control frames may go.
     closing: bool,
     uid: u64,
     dump_out: bool,
@@ -183,10 +183,6 @@ fn phased_schedule(rate: &Rate, start: u64, rng: &mut oorandom::Rand32) -> Sched
 fn ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
-
-/// Unsent WebSocket control frames (pongs) a connection may pile up
-/// before its peer counts as misbehaving.
-const MAX_CONTROL_BACKLOG: usize = 64 * 1024;
 
 /// Deadlines are rounded up to this grain so one wake-up serves every
 /// paced connection due within it.
@@ -267,7 +263,7 @@ struct Worker<'a> {
     /// Searchers for a fixed `--latency-marker` and for `--message-stop`.
     marker_finder: Option<Finder<'static>>,
     stop_finder: Option<Finder<'static>>,
-    /// Scratch: where WebSocket payloads lie in the read buffer.
+    /// Scratch: where the framing's payloads lie in the read buffer.
     payloads: Vec<(usize, usize)>,
     /// The send limit in force (the supervisor may change it: `-r @`).
     send_rate: Option<Rate>,
@@ -374,7 +370,7 @@ impl Worker<'_> {
     fn run_loop(&mut self) -> i32 {
         loop {
             if self.region.header().stop.load(Relaxed) != 0 {
-                self.close_websockets();
+                self.close_framings();
                 self.close_transports();
                 return 0;
             }
@@ -1143,11 +1139,9 @@ impl Worker<'_> {
         result
     }
 
-    /// Dumps and scans the first `n` bytes of the read buffer, as the
-    /// connection's options ask; costs nothing when neither is on.
     /// Handles `n` freshly read bytes at the start of the read buffer:
-    /// dumps, first-byte latency, then the WebSocket layer or the payload
-    /// checks directly.
+    /// dumps, first-byte latency, then the framing, whose payloads are
+    /// checked.
     fn on_received(
         &mut self,
         slot: u32,
@@ -1167,11 +1161,7 @@ impl Worker<'_> {
             let us = now.saturating_sub(c.created) / 1000;
             self.slot.record_us(HistKind::FirstByte, &self.hist, us);
         }
-        if c.ws.is_some() {
-            return self.ws_received(slot, gen, n, now);
-        }
-        self.inspect_payload(slot, gen, 0, n, now);
-        Ok(())
+        self.framed_received(slot, gen, n, now)
     }
 
     /// Checks received payload `buf[from..from + len]`: message markers,
@@ -1246,9 +1236,9 @@ impl Worker<'_> {
         }
     }
 
-    /// Sets up the WebSocket handshake of a new connection: an outgoing one
-    /// renders its upgrade request (random key, per-connection path and
-    /// headers); an accepted one waits for the client's.
+    /// Sets up the WebSocket framing of a new connection (`--ws`): an
+    /// outgoing one renders its upgrade request (random key, per-connection
+    /// path and headers); an accepted one waits for the client's.
     fn start_websocket(&mut self, slot: u32, gen: u32) {
         let Some(plan) = &self.shared.ws else {
             return;
@@ -1256,7 +1246,7 @@ impl Worker<'_> {
         let Some(c) = self.conns.get_mut(slot, gen) else {
             return;
         };
-        let phase = match c.dir {
+        c.framing = match c.dir {
             Direction::Out { .. } => {
                 let key = ws::client_key(&mut self.rng);
                 let mut ctx = RenderCtx {
@@ -1278,108 +1268,49 @@ impl Worker<'_> {
                     .collect();
                 let mut request = Vec::new();
                 ws::write_upgrade_request(&mut request, &path, &plan.host, &key, &headers);
-                WsPhase::ClientRequest {
-                    request,
-                    sent: 0,
-                    reader: ResponseReader::new(&key),
-                }
+                Framing::ws_client(request, &key)
             }
-            Direction::In => WsPhase::ServerRequest(RequestReader::new()),
+            Direction::In => Framing::ws_server(),
         };
-        let from_client = c.dir == Direction::In;
-        c.ws = Some(Box::new(WsConn {
-            phase,
-            frames: FrameReader::new(from_client),
-            control: Vec::new(),
-            reply: Vec::new(),
-            close_sent: false,
-        }));
     }
 
-    /// The WebSocket layer of `n` received bytes: handshake first, then
-    /// frames; payloads go on to [`Worker::inspect_payload`], pings are
-    /// answered, a close ends the connection.
-    fn ws_received(&mut self, slot: u32, gen: u32, n: usize, now: u64) -> Result<(), CloseReason> {
+    /// The framing of `n` received bytes at the start of the read buffer:
+    /// its payloads go on to [`Worker::inspect_payload`]; a finished
+    /// handshake starts the send schedule (it is not charged to the
+    /// message rate); a close from the peer is answered and ends the
+    /// connection.
+    fn framed_received(
+        &mut self,
+        slot: u32,
+        gen: u32,
+        n: usize,
+        now: u64,
+    ) -> Result<(), CloseReason> {
         let send_rate = self.send_rate;
         let Some(c) = self.conns.get_mut(slot, gen) else {
             return Ok(());
         };
-        let client_side = matches!(c.dir, Direction::Out { .. });
-        let Some(wsc) = c.ws.as_deref_mut() else {
-            return Ok(());
-        };
-        let counters = &self.slot.counters;
-        let start = match &mut wsc.phase {
-            WsPhase::Open => 0,
-            WsPhase::ClientRequest { reader, .. } => match reader.feed(&self.buf[..n]) {
-                Handshake::NeedMore => return Ok(()),
-                Handshake::Done { consumed, .. } => {
-                    wsc.phase = WsPhase::Open;
-                    // Pacing starts with the handshake done, not with the
-                    // request: it is not charged to the message rate.
-                    if let Some(rate) = &send_rate {
-                        c.send = Sending::new(phased_schedule(rate, now, &mut self.rng));
-                    }
-                    consumed
+        let mut payloads = std::mem::take(&mut self.payloads);
+        let outcome = c
+            .framing
+            .on_read(&mut self.buf[..n], 0, &mut payloads, &mut self.rng);
+        if let Ok(received) = &outcome {
+            if received.opened {
+                if let Some(rate) = &send_rate {
+                    c.send = Sending::new(phased_schedule(rate, now, &mut self.rng));
                 }
-                Handshake::Failed(e) => return Err(CloseReason::Protocol(e)),
-            },
-            WsPhase::ServerRequest(reader) => match reader.feed(&self.buf[..n]) {
-                Handshake::NeedMore => return Ok(()),
-                Handshake::Done { consumed, accept } => {
-                    let Some(accept) = accept else {
-                        return Err(CloseReason::Protocol(ws::WsError::BadKey));
-                    };
-                    ws::write_upgrade_response(&mut wsc.reply, &accept);
-                    wsc.phase = WsPhase::Open;
-                    consumed
-                }
-                Handshake::Failed(e) => return Err(CloseReason::Protocol(e)),
-            },
-        };
-        let base = self.buf.as_ptr() as usize;
-        let payloads = &mut self.payloads;
-        payloads.clear();
-        let rng = &mut self.rng;
-        let (mut frames, mut closed, mut error) = (0u64, false, None);
-        let control = &mut wsc.control;
-        wsc.frames
-            .feed(&mut self.buf[start..n], &mut |ev| match ev {
-                FrameEvent::Data(p) => payloads.push((p.as_ptr() as usize - base, p.len())),
-                FrameEvent::FrameEnd { .. } => frames += 1,
-                FrameEvent::Ping(p) => ws::write_control(control, ws::OP_PONG, p, client_side, rng),
-                FrameEvent::Pong => {}
-                FrameEvent::Close { .. } => closed = true,
-                FrameEvent::Error(e) => error = Some(e),
-            });
-        if frames > 0 {
-            counters.add(Counter::FramesRcvd, frames);
+            }
+            if received.frames > 0 {
+                self.slot.counters.add(Counter::FramesRcvd, received.frames);
+            }
         }
-        if wsc.control.len() > MAX_CONTROL_BACKLOG {
-            // Pings keep coming while our pongs cannot go out.
-            return Err(CloseReason::Protocol(ws::WsError::ControlBacklog));
-        }
-        if closed && !wsc.close_sent {
-            // Answer the close; it goes out with the next write.
-            ws::write_control(
-                &mut wsc.control,
-                ws::OP_CLOSE,
-                &1000u16.to_be_bytes(),
-                client_side,
-                &mut self.rng,
-            );
-            wsc.close_sent = true;
-        }
-        let ranges = std::mem::take(&mut self.payloads);
-        for &(from, len) in &ranges {
+        for &(from, len) in &payloads {
             self.inspect_payload(slot, gen, from, len, now);
         }
-        self.payloads = ranges;
-        if let Some(e) = error {
-            return Err(CloseReason::Protocol(e));
-        }
-        if closed {
-            // Flush the reply (when it can go between frames), then close.
+        self.payloads = payloads;
+        let received = outcome.map_err(CloseReason::Protocol)?;
+        if received.closed {
+            // Flush the answer (when it can go between frames), then close.
             let _ = self.write_some(slot, gen, now);
             return Err(CloseReason::WsClosed);
         }
@@ -1401,11 +1332,26 @@ impl Worker<'_> {
         }
     }
 
-    /// At the end of the run: every open WebSocket connection says goodbye
-    /// with a Close frame (status 1000), and the peers get at most 250 ms
-    /// in all to answer before the sockets are dropped.
-    fn close_websockets(&mut self) {
-        if self.shared.ws.is_none() {
+    /// At the end of the run: every framing with a goodbye of its own (a
+    /// WebSocket Close, status 1000) says it, and the peers get at most
+    /// 250 ms in all to answer before the sockets are dropped.
+    fn close_framings(&mut self) {
+        let mut waiting = Vec::new();
+        for (slot, gen) in self.conns.live() {
+            let now = self.now();
+            let Some(c) = self.conns.get_mut(slot, gen) else {
+                continue;
+            };
+            if !c.framing.say_goodbye(&mut self.rng) {
+                continue;
+            }
+            c.writable = true;
+            waiting.push((slot, gen));
+            if self.write_some(slot, gen, now).is_err() {
+                self.close(slot, gen, CloseReason::WsClosed);
+            }
+        }
+        if waiting.is_empty() {
             return;
         }
         // Accepting is over; a listener left in the (level-triggered)
@@ -1415,34 +1361,7 @@ impl Worker<'_> {
             let _ = self.poller.delete(fd);
         }
         let deadline = self.now() + 250_000_000;
-        let mut waiting = 0;
-        for (slot, gen) in self.conns.live() {
-            let now = self.now();
-            let Some(c) = self.conns.get_mut(slot, gen) else {
-                continue;
-            };
-            let client_side = matches!(c.dir, Direction::Out { .. });
-            let Some(wsc) = c.ws.as_deref_mut() else {
-                continue;
-            };
-            if !matches!(wsc.phase, WsPhase::Open) || wsc.close_sent {
-                continue;
-            }
-            ws::write_control(
-                &mut wsc.control,
-                ws::OP_CLOSE,
-                &1000u16.to_be_bytes(),
-                client_side,
-                &mut self.rng,
-            );
-            wsc.close_sent = true;
-            c.writable = true;
-            waiting += 1;
-            if self.write_some(slot, gen, now).is_err() {
-                self.close(slot, gen, CloseReason::WsClosed);
-            }
-        }
-        while waiting > 0 {
+        while !waiting.is_empty() {
             let now = self.now();
             if now >= deadline {
                 return;
@@ -1452,16 +1371,9 @@ impl Worker<'_> {
             }
             let now = self.now();
             self.dispatch(now, false);
-            waiting = self
-                .conns
-                .live()
-                .iter()
-                .filter(|&&(slot, gen)| {
-                    self.conns
-                        .get(slot, gen)
-                        .is_some_and(|c| c.ws.as_ref().is_some_and(|w| w.close_sent))
-                })
-                .count();
+            // A connection whose peer answered has been closed.
+            let conns = &self.conns;
+            waiting.retain(|&(slot, gen)| conns.is_live(slot, gen));
         }
     }
 
@@ -1570,48 +1482,37 @@ impl Worker<'_> {
             }
         }
         let dump_out = c.dump & DUMP_OUT != 0;
-        let mut control = Vec::new();
-        if let Some(wsc) = c.ws.as_deref_mut() {
-            let counters = &self.slot.counters;
-            match &mut wsc.phase {
-                // The upgrade request goes first (counted as sent, as
-                // tcpkali counts it); nothing more until the 101 arrives.
-                WsPhase::ClientRequest { request, sent, .. } => {
-                    if *sent >= request.len() {
-                        return Ok(false);
+        // What the framing sends before messages (a WebSocket upgrade
+        // request, counted as sent as tcpkali counts it; a 101 reply, not
+        // counted), then nothing until the peer answers.
+        loop {
+            let (out, counted) = match c.framing.preface() {
+                Preface::Ready => break,
+                Preface::Wait => return Ok(false),
+                Preface::Send { bytes, counted } => {
+                    let out = written(c.transport.write(fd, bytes))?;
+                    if counted && dump_out && out.accepted > 0 {
+                        dump::emit(true, fd, &bytes[..out.accepted]);
                     }
-                    let out = written(c.transport.write(fd, &request[*sent..]))?;
-                    if out.accepted > 0 {
-                        if dump_out {
-                            dump::emit(true, fd, &request[*sent..*sent + out.accepted]);
-                        }
-                        *sent += out.accepted;
-                        counters.add(Counter::BytesSent, out.accepted as u64);
-                        counters.add(Counter::Writes, 1);
-                    }
-                    c.writable = !out.blocked;
-                    return Ok(!out.blocked && *sent < request.len());
+                    (out, counted)
                 }
-                WsPhase::ServerRequest(_) => return Ok(false),
-                WsPhase::Open => {
-                    // The 101 reply, written as is and not counted as
-                    // sent (tcpkali's byte accounting).
-                    if !wsc.reply.is_empty() {
-                        let out = written(c.transport.write(fd, &wsc.reply))?;
-                        wsc.reply.drain(..out.accepted);
-                        if !wsc.reply.is_empty() {
-                            c.writable = !out.blocked;
-                            return Ok(!out.blocked);
-                        }
-                    }
-                    control = std::mem::take(&mut wsc.control);
-                }
+            };
+            if counted && out.accepted > 0 {
+                let counters = &self.slot.counters;
+                counters.add(Counter::BytesSent, out.accepted as u64);
+                counters.add(Counter::Writes, 1);
+            }
+            c.framing.preface_sent(out.accepted);
+            if out.blocked {
+                c.writable = false;
+                return Ok(false);
             }
         }
+        let mut control = c.framing.take_control();
         // The connection's own data is taken out while it is written, so
         // that it can be borrowed alongside the worker.
         let mut own = c.own.take();
-        let closing = c.ws.as_ref().is_some_and(|w| w.close_sent);
+        let closing = c.framing.closing();
         let mut w = Writing {
             fd,
             transport: std::mem::replace(&mut c.transport, Transport::Plain),
@@ -1626,10 +1527,7 @@ impl Worker<'_> {
             c.pos = w.pos;
             c.own = own;
             c.transport = w.transport;
-            if let Some(wsc) = c.ws.as_deref_mut() {
-                control.append(&mut wsc.control);
-                wsc.control = control;
-            }
+            c.framing.put_back_control(control);
         }
         result
     }
