@@ -472,6 +472,26 @@ mod tests {
     }
 
     #[test]
+    fn unsent_bytes_tls_handshakes_and_exhausted_ports_travel_too() {
+        let mut r = sample(1000, &[10]);
+        for (c, v) in [
+            (Counter::BytesUnsent, 7),
+            (Counter::TlsHandshakes, 4),
+            (Counter::TlsFailures, 1),
+            (Counter::PortsExhausted, 3),
+        ] {
+            r.delta.counters[c as usize] = v;
+        }
+        let back = RunReport::from_json_text(&r.to_json_text(), "r.json").expect("report");
+        assert_eq!(back.delta, r.delta);
+        // A report written before these counters existed reads them as 0.
+        let old = r.to_json_text().replace("\"bytes_unsent\": 7,", "");
+        let back = RunReport::from_json_text(&old, "old.json").expect("older report");
+        assert_eq!(back.delta.get(Counter::BytesUnsent), 0);
+        assert_eq!(back.delta.get(Counter::TlsHandshakes), 4);
+    }
+
+    #[test]
     fn the_report_names_its_version_and_schema_first() {
         let text = sample(1, &[1]).to_json_text();
         let head: Vec<&str> = text.lines().take(3).collect();

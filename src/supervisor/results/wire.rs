@@ -80,6 +80,18 @@ pub struct TrafficDoc {
     pub reads: u64,
     pub msgs_sent: u64,
     pub msgs_rcvd: u64,
+    /// Of `bytes_sent`, what was still unacknowledged when a connection
+    /// closed. Added later: absent from older reports (read as 0).
+    #[serde(default)]
+    pub bytes_unsent: u64,
+    /// TLS handshakes completed and failed (`--ssl`); added later.
+    #[serde(default)]
+    pub tls_handshakes: u64,
+    #[serde(default)]
+    pub tls_failures: u64,
+    /// Connection attempts refused for want of a local port; added later.
+    #[serde(default)]
+    pub ports_exhausted: u64,
 }
 
 /// Rates and the summary text, for readers that do not recompute them.
@@ -173,6 +185,10 @@ impl TrafficDoc {
             reads: s.get(Counter::Reads),
             msgs_sent: s.get(Counter::MsgsSent),
             msgs_rcvd: s.get(Counter::MsgsRcvd),
+            bytes_unsent: s.get(Counter::BytesUnsent),
+            tls_handshakes: s.get(Counter::TlsHandshakes),
+            tls_failures: s.get(Counter::TlsFailures),
+            ports_exhausted: s.get(Counter::PortsExhausted),
         }
     }
 
@@ -185,6 +201,10 @@ impl TrafficDoc {
             (Counter::Reads, self.reads),
             (Counter::MsgsSent, self.msgs_sent),
             (Counter::MsgsRcvd, self.msgs_rcvd),
+            (Counter::BytesUnsent, self.bytes_unsent),
+            (Counter::TlsHandshakes, self.tls_handshakes),
+            (Counter::TlsFailures, self.tls_failures),
+            (Counter::PortsExhausted, self.ports_exhausted),
         ] {
             s.counters[c as usize] = v;
         }
