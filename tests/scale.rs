@@ -33,19 +33,7 @@ fn thirty_thousand_self_loop_connections_under_4096_descriptors_get_enough_worke
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(Stdio::null());
-    // SAFETY: setrlimit only lowers this child's own limit before exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: 4096,
-                rlim_max: 4096,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    common::limit_open_files(&mut cmd, 4096);
     let started = Instant::now();
     let out = cmd.output().expect("run tcpkali");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -87,19 +75,7 @@ fn too_few_workers_for_the_limit_get_a_warning_naming_enough() {
     .stderr(Stdio::piped())
     .stdin(Stdio::null())
     .process_group(0);
-    // SAFETY: setrlimit only lowers this child's own limit before exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: 4096,
-                rlim_max: 4096,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    common::limit_open_files(&mut cmd, 4096);
     let mut child = cmd.spawn().expect("run tcpkali");
     let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
     // The warning comes before the workers start; nothing after it matters.

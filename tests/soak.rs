@@ -7,7 +7,6 @@ mod common;
 use common::{run, summary_of, wait_for_workers, Running};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -121,19 +120,7 @@ fn four_workers_hold_more_connections_than_one_descriptor_table_could() {
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .stdin(Stdio::null());
-    // SAFETY: setrlimit only lowers this child's own limit before exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: 1024,
-                rlim_max: 1024,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    common::limit_open_files(&mut cmd, 1024);
     let out = cmd.output().expect("run the client");
     sink.signal(Signal::SIGINT);
     let _ = sink.finish(Duration::from_secs(5));

@@ -883,3 +883,22 @@ pub fn counts_line(stdout: &str, prefix: &str) -> (u64, u64) {
         _ => panic!("no two numbers in {line:?}"),
     }
 }
+
+/// Makes `cmd`'s child start with an open-files limit of `n` (soft and
+/// hard), as `ulimit -n n` would.
+pub fn limit_open_files(cmd: &mut std::process::Command, n: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit only lowers this child's own limit before exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: n as libc::rlim_t,
+                rlim_max: n as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
