@@ -247,6 +247,12 @@ impl Slab {
 /// Generations use 31 bits so a poller key never reaches `usize::MAX`.
 pub const GEN_MASK: u32 = 0x7fff_ffff;
 
+/// The `connection.ptr` token: opaque, distinct per connection, shaped
+/// like the address the original printed.
+pub fn ptr_token(uid: u64) -> u64 {
+    0x7f00_0000_0000 | uid.wrapping_mul(0x40)
+}
+
 /// Poller key of a connection.
 #[inline]
 pub fn key(slot: u32, gen: u32) -> usize {

@@ -7,7 +7,6 @@ use crate::content::expr::MARKER_PREFIX as PREFIX;
 use memchr::memchr;
 use memchr::memmem::Finder;
 use std::collections::VecDeque;
-use tcpkali_ipc::{BucketLayout, HistKind, Slot};
 /// Hex digits of the timestamp.
 const DIGITS: u8 = 16;
 
@@ -254,45 +253,6 @@ impl Outstanding {
     pub fn clear(&mut self) {
         self.runs.clear();
         self.total = 0;
-    }
-}
-
-/// Latency samples of one kind, recorded in runs of equal values: the
-/// answers to one write arrive together with one latency, and a run costs
-/// one atomic add.
-#[derive(Debug)]
-pub struct SampleRun {
-    kind: HistKind,
-    value: u64,
-    count: u64,
-}
-
-impl SampleRun {
-    /// An empty run of samples of `kind`.
-    pub fn new(kind: HistKind) -> SampleRun {
-        SampleRun {
-            kind,
-            value: 0,
-            count: 0,
-        }
-    }
-
-    /// Adds a sample (µs), recording the run so far if it differs.
-    #[inline]
-    pub fn add(&mut self, slot: &Slot, layout: &BucketLayout, us: u64) {
-        if self.count > 0 && self.value != us {
-            self.flush(slot, layout);
-        }
-        self.value = us;
-        self.count += 1;
-    }
-
-    /// Records the run so far.
-    pub fn flush(&mut self, slot: &Slot, layout: &BucketLayout) {
-        if self.count > 0 {
-            slot.record_us_n(self.kind, layout, self.value, self.count);
-            self.count = 0;
-        }
     }
 }
 

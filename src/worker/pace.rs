@@ -187,10 +187,51 @@ impl Rate {
     }
 }
 
+/// The send limit in force.
+pub struct Sender {
+    /// Per connection (`-r`, `--channel-bandwidth-upstream`; the
+    /// supervisor may change a message rate: `-r @`).
+    pub rate: Option<Rate>,
+    /// The region's rate set-point last applied (0: none yet).
+    rate_millis: u64,
+}
+
+impl Sender {
+    pub fn new(rate: Option<Rate>) -> Sender {
+        Sender {
+            rate,
+            // 0: the first loop applies whatever set-point is in force (a
+            // worker restarted during a `-r @` search joins at the
+            // searched rate).
+            rate_millis: 0,
+        }
+    }
+
+    /// Takes the region's set-point `want` (messages per 1000 s); the new
+    /// rate when it differs from the one in force.
+    pub fn follow(&mut self, want: u64, message_len: usize) -> Option<Rate> {
+        if want == self.rate_millis || want == 0 {
+            return None;
+        }
+        self.rate_millis = want;
+        let rate = Rate::messages(want as f64 / 1000.0, message_len);
+        self.rate = Some(rate);
+        Some(rate)
+    }
+}
+
 /// Pacing runs in ticks of this length, as tcpkali's does: a schedule sees
 /// the time at the start of the current tick, so a connection writes at
 /// most once per tick, carrying every whole unit due by then.
 pub const TICK_NS: u64 = 1_000_000;
+
+/// A send schedule starting at `start` plus a random phase within one
+/// grant interval, so connections opened together never send in lockstep
+/// and every tick of a worker carries an even share of its load.
+pub fn phased_schedule(rate: &Rate, start: u64, rng: &mut oorandom::Rand32) -> Schedule {
+    let phase = f64::from(rng.rand_float()) * rate.grant_interval_ns() as f64;
+    Schedule::new(rate, start.saturating_add(phase as u64))
+}
 
 /// The tick in which a unit due at `due` goes out: its intended send time.
 /// (A unit due within a tick waits for the tick's start, so that it shares
