@@ -2,7 +2,7 @@
 //! scripts built from the flag table, so that every option and every fixed
 //! value word (`on|off`, `silent|active`) completes.
 
-use super::{Flag, Value, FLAGS};
+use super::flags::{Flag, Value, FLAGS};
 
 /// What a shell should offer for an option's value.
 #[derive(Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 //! tcpkali are the README's sections, converted, so that the page and the
 //! README cannot drift apart.
 
-use super::{Flag, Value, FLAGS, GROUPS, VALUE_HELP};
+use super::flags::{Flag, Value, FLAGS, GROUPS, VALUE_HELP};
 
 /// The README, whose "Examples" and "Differences from tcpkali" sections
 /// the page carries.
