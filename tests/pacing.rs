@@ -312,6 +312,26 @@ fn a_run_ends_on_its_deadline() {
     assert!((3.0..=3.015).contains(&s.duration), "{} s", s.duration);
 }
 
+#[test]
+fn workers_wake_on_their_deadlines_without_timer_slack() {
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut tcpkali = Running::start(&[
+        "-w2", "-l", &listen, "-c2", "-r", "100", "-m", "x", &listen, "-T3s",
+    ]);
+    let workers = common::wait_for_workers(tcpkali.pid(), 2, Duration::from_secs(3));
+    assert_eq!(workers.len(), 2, "{}", tcpkali.args_line());
+    // The kernel's default slack (50 µs) would delay every paced wake-up.
+    for (pid, name) in &workers {
+        let slack = std::fs::read_to_string(format!("/proc/{pid}/timerslack_ns"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(slack.trim(), "1", "{name}'s timer slack");
+    }
+    tcpkali.signal(nix::sys::signal::Signal::SIGINT);
+    let run = tcpkali.finish(Duration::from_secs(5));
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+}
+
 /// The wall-clock send stamps (µs) of the first `want` requests that reach
 /// a server, read from their `\{message.marker}`s.
 fn stamp_collector(want: usize) -> (String, std::sync::mpsc::Receiver<Vec<u64>>) {

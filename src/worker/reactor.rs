@@ -26,6 +26,10 @@ const MAX_WAIT: Duration = Duration::from_millis(100);
 /// Runs worker `plan.index` until the supervisor sets the stop word or the
 /// supervisor dies; returns the process exit status.
 pub fn run(region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
+    // The kernel may defer a wake-up by the timer slack (50 µs by
+    // default) to batch it with others; every paced send would then carry
+    // that delay, and the latency from the intended send time with it.
+    let _ = nix::sys::prctl::set_timerslack(1);
     let poller = match Readiness::new() {
         Ok(p) => p,
         Err(e) => {
