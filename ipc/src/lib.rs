@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TCPKALI\0");
 
 /// Bumped whenever the layout below changes; readers refuse a mismatch.
-pub const LAYOUT_VERSION: u64 = 8;
+pub const LAYOUT_VERSION: u64 = 9;
 
 /// Cumulative per-worker counters. The discriminant is the index into
 /// [`Counters`] and [`Snapshot`].
@@ -88,10 +88,21 @@ pub enum Counter {
     /// no free local port left (`EADDRNOTAVAIL`); also in
     /// [`Counter::ConnsFailed`].
     PortsExhausted,
+    /// Outgoing attempts the peer refused (`ECONNREFUSED`); also in
+    /// [`Counter::ConnsFailed`].
+    ConnsRefused,
+    /// Connections (either direction, connecting or open) the peer reset
+    /// (`ECONNRESET`, `EPIPE`).
+    ConnsReset,
+    /// Open connections whose peer closed its side first.
+    ClosedByPeer,
+    /// Connection errors of no kind counted above (an unreachable network,
+    /// TLS failing after its handshake, another errno).
+    ConnErrorsOther,
 }
 
 /// Number of [`Counter`] kinds.
-pub const COUNTERS: usize = Counter::PortsExhausted as usize + 1;
+pub const COUNTERS: usize = Counter::ConnErrorsOther as usize + 1;
 
 /// Point-in-time values written by a slot's worker with plain stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

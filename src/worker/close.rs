@@ -119,6 +119,9 @@ impl Worker<'_> {
         if let Phase::Handshaking { .. } = c.phase {
             self.stats.add(Counter::TlsFailures, 1);
         }
+        if let Some(kind) = reason.error_counter(c.dir, c.phase) {
+            self.stats.add(kind, 1);
+        }
         self.report_close(reason, peer);
         drop(c);
     }

@@ -9,6 +9,7 @@ use crate::proto::ws::WsError;
 use crate::worker::latency::{MarkerScan, MarkerTrack, StreamSearch};
 use crate::worker::pace::Schedule;
 use std::os::fd::OwnedFd;
+use tcpkali_ipc::Counter;
 
 /// Which side opened the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +55,35 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// The error counter this ending adds to, if it is an error of a kind
+    /// counted apart. A connection that fails in its TLS handshake is
+    /// counted as a TLS failure alone; a timeout, a protocol error and a
+    /// clean goodbye have counters of their own, or none. The peer closing
+    /// first is an error on connections we opened (a server hanging up),
+    /// and the normal end of accepted ones.
+    pub fn error_counter(self, dir: Direction, phase: Phase) -> Option<Counter> {
+        use nix::errno::Errno::{ECONNREFUSED, ECONNRESET, EPIPE};
+        if let Phase::Handshaking { .. } = phase {
+            return None;
+        }
+        match self {
+            CloseReason::ConnectFailed(ECONNREFUSED) => Some(Counter::ConnsRefused),
+            CloseReason::ConnectFailed(ECONNRESET)
+            | CloseReason::ReadError(ECONNRESET | EPIPE)
+            | CloseReason::WriteError(ECONNRESET | EPIPE) => Some(Counter::ConnsReset),
+            CloseReason::ConnectFailed(_)
+            | CloseReason::ReadError(_)
+            | CloseReason::WriteError(_)
+            | CloseReason::Tls(_) => Some(Counter::ConnErrorsOther),
+            CloseReason::PeerClosed if dir != Direction::In => Some(Counter::ClosedByPeer),
+            CloseReason::PeerClosed
+            | CloseReason::ConnectTimeout
+            | CloseReason::Lifetime
+            | CloseReason::Protocol(_)
+            | CloseReason::WsClosed => None,
+        }
+    }
+
     /// Why a transport gave up, as a read or a write failed.
     pub fn from_transport(e: TransportError, reading: bool) -> CloseReason {
         match e {
@@ -272,6 +302,46 @@ mod tests {
     fn conn(gen: u32) -> Conn {
         let fd = std::fs::File::open("/dev/null").expect("open /dev/null");
         Conn::new(fd.into(), gen, Direction::In, Phase::Open, 0)
+    }
+
+    #[test]
+    fn each_ending_counts_under_its_own_kind() {
+        use nix::errno::Errno;
+        let out = Direction::Out { dest: 0 };
+        let kind = |r: CloseReason, dir, phase| r.error_counter(dir, phase);
+        let refused = CloseReason::ConnectFailed(Errno::ECONNREFUSED);
+        assert_eq!(
+            kind(refused, out, Phase::Connecting),
+            Some(Counter::ConnsRefused)
+        );
+        for reset in [
+            CloseReason::ConnectFailed(Errno::ECONNRESET),
+            CloseReason::ReadError(Errno::ECONNRESET),
+            CloseReason::WriteError(Errno::EPIPE),
+        ] {
+            assert_eq!(kind(reset, out, Phase::Open), Some(Counter::ConnsReset));
+        }
+        let unreachable = CloseReason::ConnectFailed(Errno::ENETUNREACH);
+        assert_eq!(
+            kind(unreachable, out, Phase::Connecting),
+            Some(Counter::ConnErrorsOther)
+        );
+        let closed = CloseReason::PeerClosed;
+        assert_eq!(kind(closed, out, Phase::Open), Some(Counter::ClosedByPeer));
+        assert_eq!(kind(closed, Direction::In, Phase::Open), None);
+        // A TLS handshake that fails is a TLS failure alone, whatever ended it.
+        let handshaking = Phase::Handshaking { since: 0 };
+        assert_eq!(
+            kind(CloseReason::ReadError(Errno::ECONNRESET), out, handshaking),
+            None
+        );
+        for counted_elsewhere in [
+            CloseReason::ConnectTimeout,
+            CloseReason::Lifetime,
+            CloseReason::WsClosed,
+        ] {
+            assert_eq!(kind(counted_elsewhere, out, Phase::Open), None);
+        }
     }
 
     #[test]

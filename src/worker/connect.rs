@@ -5,7 +5,7 @@
 //! slot, and hands an established connection to the opening of its layers.
 
 use crate::proto::tcp::{self, Bracketed};
-use crate::worker::conn::{self, Conn, Direction, Phase};
+use crate::worker::conn::{self, CloseReason, Conn, Direction, Phase};
 use crate::worker::dialer::deficit;
 use crate::worker::state::{Worker, BATCH_NS};
 use crate::worker::timers::{ns, TimerKind};
@@ -67,6 +67,11 @@ impl Worker<'_> {
                     if e == nix::Error::EADDRNOTAVAIL {
                         self.ports_exhausted(d, s, source, now);
                         return;
+                    }
+                    let failed = CloseReason::ConnectFailed(e);
+                    let out = Direction::Out { dest: d as u32 };
+                    if let Some(kind) = failed.error_counter(out, Phase::Connecting) {
+                        self.stats.add(kind, 1);
                     }
                     if self.shared.verbosity >= 1 && self.dialer.first_failure(d) {
                         diag!(
