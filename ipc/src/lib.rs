@@ -99,10 +99,17 @@ pub enum Counter {
     /// Connection errors of no kind counted above (an unreachable network,
     /// TLS failing after its handshake, another errno).
     ConnErrorsOther,
+    /// Nanoseconds the worker spent outside its readiness wait: its busy
+    /// time, whose share of the wall clock says whether the generator
+    /// itself was the bottleneck.
+    BusyNs,
+    /// Paced messages that went out more than one 1 ms tick after their
+    /// tick on the schedule.
+    MsgsLate,
 }
 
 /// Number of [`Counter`] kinds.
-pub const COUNTERS: usize = Counter::ConnErrorsOther as usize + 1;
+pub const COUNTERS: usize = Counter::MsgsLate as usize + 1;
 
 /// Point-in-time values written by a slot's worker with plain stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,10 +179,14 @@ pub enum HistKind {
     /// TCP connection's start of data (connected or accepted) to the end
     /// of the TLS handshake.
     TlsHandshake,
+    /// How late the worker woke against the deadline its wait was given
+    /// (a pacing tick, a timer): the generator's own delay, which every
+    /// paced send carries.
+    WakeLate,
 }
 
 /// Number of [`HistKind`] kinds.
-pub const HIST_KINDS: usize = HistKind::TlsHandshake as usize + 1;
+pub const HIST_KINDS: usize = HistKind::WakeLate as usize + 1;
 
 /// One worker's cumulative counters.
 #[repr(C, align(64))]

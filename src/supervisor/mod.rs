@@ -889,7 +889,7 @@ impl Supervisor {
                 HistKind::FirstByte => o.latency.first_byte,
                 HistKind::Message => o.latency.marker.is_some() || o.message_marker,
                 HistKind::MessageIntended => o.latency.marker.is_some() && paced,
-                HistKind::SendLag => false,
+                HistKind::SendLag | HistKind::WakeLate => false,
             })
             .collect()
     }

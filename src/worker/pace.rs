@@ -260,6 +260,9 @@ pub struct Allowance {
     pub units: u64,
     /// How late the oldest of them is, when it is later than the window.
     pub late_ns: u64,
+    /// Of `units`, those going out more than one tick (1 ms) after the
+    /// tick they were due in: the schedule fell behind for them.
+    pub late_units: u64,
     /// When to look again if nothing is allowed now.
     pub next_at: u64,
 }
@@ -299,6 +302,11 @@ impl Schedule {
         let due = self.due_count(rate, now).saturating_sub(self.taken);
         let paced = ((now_i - self.catch_t).max(0) as f64 * 2.0 / rate.ns_per_unit) as u64;
         let units = due.min(paced);
+        let late_units = match now.checked_sub(2 * TICK_NS) {
+            Some(before) => self.due_count(rate, before).saturating_sub(self.taken),
+            None => 0,
+        }
+        .min(units);
         // Lateness of the unit that completed the first grant: waiting for
         // a whole grant to accumulate is not falling behind.
         let completing = self.due_at(rate, self.taken + rate.min_grant - 1);
@@ -312,6 +320,7 @@ impl Schedule {
             return Allowance {
                 units,
                 late_ns,
+                late_units,
                 next_at: now,
             };
         }
@@ -321,6 +330,7 @@ impl Schedule {
         Allowance {
             units: 0,
             late_ns,
+            late_units: 0,
             next_at: by_schedule.max(by_pace).max(now + 1).div_ceil(TICK_NS) * TICK_NS,
         }
     }
@@ -398,6 +408,26 @@ mod schedule_tests {
         let (partial, _) = drive(&r, 4, MS, Some((1000 * MS, 3000 * MS)));
         // One second after the stall only half the backlog is made up.
         assert!((290..=310).contains(&partial), "{partial}");
+    }
+
+    #[test]
+    fn units_more_than_a_tick_behind_are_counted_as_late() {
+        let r = Rate::messages(1000.0, 5);
+        // On time, tick after tick: nothing is late.
+        let mut s = Schedule::new(&r, 0);
+        for tick in 0..100 {
+            let a = s.allowance(&r, tick * MS);
+            assert_eq!(a.late_units, 0, "tick {tick}");
+            s.take(&r, a.units);
+        }
+        // One tick missed: its unit goes one tick behind, not more.
+        let a = s.allowance(&r, 101 * MS);
+        assert_eq!((a.units, a.late_units), (2, 0));
+        s.take(&r, a.units);
+        // Five ticks missed: the units due before the last two ticks are late.
+        let a = s.allowance(&r, 107 * MS);
+        assert_eq!(a.late_units, 4.min(a.units), "{a:?}");
+        assert!(a.units >= 4, "{a:?}");
     }
 
     #[test]

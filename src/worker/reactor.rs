@@ -72,6 +72,7 @@ pub fn run(region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
 
 impl Worker<'_> {
     fn run_loop(&mut self) -> i32 {
+        let mut woke = self.now();
         loop {
             if self.region.header().stop.load(Relaxed) != 0 {
                 self.close_framings();
@@ -83,12 +84,17 @@ impl Worker<'_> {
             self.open_connections(now);
             self.run_timers(now);
             self.service_again(now);
-            let timeout = self.wait_timeout(self.now());
+            let waits = self.now();
+            let timeout = self.wait_timeout(waits);
             if let Err(e) = self.poller.wait(timeout) {
                 diag!("tcpkali-w{}: poll failed: {e}", self.plan.index);
                 return 1;
             }
             let now = self.now();
+            let deadline = (timeout > 0).then_some(waits + timeout);
+            self.stats
+                .waited(waits - woke, now, deadline, self.poller.len());
+            woke = now;
             self.dispatch(now, true);
             self.stats.beat();
         }

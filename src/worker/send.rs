@@ -134,6 +134,9 @@ impl Worker<'_> {
         };
         c.send.sched.take(&rate, units);
         c.send.credit = bytes;
+        if rate.per_message && a.late_units > 0 {
+            self.stats.add(Counter::MsgsLate, a.late_units.min(units));
+        }
         if a.late_ns > 0 {
             self.stats.record_us(HistKind::SendLag, a.late_ns / 1000);
         }

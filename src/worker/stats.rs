@@ -56,6 +56,20 @@ impl<'a> Stats<'a> {
         self.slot.record_us(kind, &self.hist, us);
     }
 
+    /// Accounts for one readiness wait: `busy_ns` of work before it, and,
+    /// when it had a `deadline` and ended on it with no `events`, how late
+    /// the wake-up came.
+    #[inline]
+    pub fn waited(&self, busy_ns: u64, woke: u64, deadline: Option<u64>, events: usize) {
+        self.add(Counter::BusyNs, busy_ns);
+        match deadline {
+            Some(at) if events == 0 && woke >= at => {
+                self.record_us(HistKind::WakeLate, (woke - at) / 1000);
+            }
+            _ => {}
+        }
+    }
+
     /// Tells the supervisor this worker is alive.
     pub fn beat(&mut self) {
         self.heartbeat += 1;
