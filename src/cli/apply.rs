@@ -11,6 +11,8 @@ use super::config::{Options, Snippet, SslOptions};
 use super::flags::{help_text, version_text, Id};
 use super::outcome::{printable, Action, CliError};
 use super::scan::Occurrence;
+use super::stage::parse_stage;
+use super::threshold::parse_threshold;
 use super::units;
 use super::values::{parse_percentiles, Val, MAX_RATE};
 use super::{complete, man};
@@ -402,6 +404,15 @@ impl State {
                 o.statsd.port = u16::try_from(v.integer(1, 65535)?).unwrap_or(8125);
             }
             Id::StatsdLatencyWindow => o.statsd.latency_window = Some(v.time(true)?),
+            Id::Threshold => {
+                let t = parse_threshold(v.text()?).map_err(|reason| v.invalid(reason))?;
+                o.thresholds.push(t);
+            }
+            Id::ThresholdAbort => o.threshold_abort = true,
+            Id::Stage => {
+                let stage = parse_stage(v.text()?).map_err(|reason| v.invalid(reason))?;
+                o.stages.push(stage);
+            }
         }
         Ok(None)
     }

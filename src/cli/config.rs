@@ -6,6 +6,7 @@
 use crate::content::expr::Template;
 use crate::content::Content;
 use std::time::Duration;
+use tcpkali_ipc::HistKind;
 
 /// Where to connect: one `host:port[/path]` operand as typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +122,70 @@ impl LatencyOpts {
     }
 }
 
+/// `--stage <Time>:r=<Rate>[,c=<N>]`: where the per-connection message
+/// rate and the connection count go over the stage's time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stage {
+    pub duration: Duration,
+    /// `r=`: messages per second per connection at the stage's end.
+    pub rate: Option<f64>,
+    /// `c=`: connections at the stage's end.
+    pub connections: Option<u64>,
+}
+
+/// How a `--threshold` compares the measured figure with its bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compare {
+    Below,
+    AtMost,
+    Above,
+    AtLeast,
+}
+
+impl Compare {
+    /// Whether `measured` passes against `bound`.
+    pub fn holds(self, measured: f64, bound: f64) -> bool {
+        match self {
+            Compare::Below => measured < bound,
+            Compare::AtMost => measured <= bound,
+            Compare::Above => measured > bound,
+            Compare::AtLeast => measured >= bound,
+        }
+    }
+}
+
+/// What a `--threshold` measures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Metric {
+    /// A latency percentile (100: the maximum), in seconds.
+    Latency {
+        kind: HistKind,
+        percentile: f64,
+    },
+    /// Messages achieved over messages asked (`-r`).
+    Rate,
+    /// Failed connection attempts over attempts.
+    Errors,
+    /// Connections open at the end.
+    Connections,
+    /// Bytes per second received and sent.
+    BandwidthDown,
+    BandwidthUp,
+}
+
+/// `--threshold`: a figure of the run compared with a bound.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    /// The expression as typed, for the summary and the report.
+    pub text: String,
+    pub metric: Metric,
+    pub op: Compare,
+    /// In the metric's unit: seconds, a ratio, a count, bytes per second.
+    pub bound: f64,
+    /// `@stage=N` (from 1): judged over that stage alone.
+    pub stage: Option<usize>,
+}
+
 /// The parsed command line. Every field holds a value that already passed
 /// its own range check; cross-option checks happen in `cli::validate`.
 #[derive(Debug, Clone, PartialEq)]
@@ -199,6 +264,13 @@ pub struct Options {
     pub first_messages: Vec<Snippet>,
     /// `-m`, `-f`, in order; concatenated they form one message.
     pub messages: Vec<Snippet>,
+    /// `--stage`, in order.
+    pub stages: Vec<Stage>,
+    /// `--threshold`, in order.
+    pub thresholds: Vec<Threshold>,
+    /// `--threshold-abort`: end the run once a threshold has certainly
+    /// failed.
+    pub threshold_abort: bool,
 }
 
 impl Default for Options {
@@ -242,6 +314,9 @@ impl Default for Options {
             ws_headers: Vec::new(),
             first_messages: Vec::new(),
             messages: Vec::new(),
+            stages: Vec::new(),
+            thresholds: Vec::new(),
+            threshold_abort: false,
         }
     }
 }

@@ -72,6 +72,9 @@ pub(super) enum Id {
     StatsdPort,
     StatsdNamespace,
     StatsdLatencyWindow,
+    Stage,
+    Threshold,
+    ThresholdAbort,
 }
 
 /// What follows an option.
@@ -190,6 +193,8 @@ pub(super) static FLAGS: &[Flag] = &[
     flag(Id::SnapshotInterval, &["snapshot-interval"], None, Req("<Time>"), General, "Rewrite the --json and --latency-hgrm files with the run so far this often; 0: only at the end").default("60s"),
     flag(Id::LatencyLog, &["latency-log"], None, Req("<file>"), Latency, "Write an HdrHistogram interval log (one interval a second)"),
     flag(Id::LatencyHgrm, &["latency-hgrm"], None, Req("<prefix>"), Latency, "Write <prefix>.<kind>.hgrm percentile spectra"),
+    flag(Id::Threshold, &["threshold"], None, Req("<expr>"), General, "Judge the run: latency.p99<5ms, rate>=0.99, errors<0.1%, connections>=10k, bandwidth.down>=1Gbps... (repeatable; exit 99 when one fails)"),
+    flag(Id::ThresholdAbort, &["threshold-abort"], None, Switch, General, "End the run as soon as a --threshold has certainly failed"),
     flag(Id::Server, &["server"], None, Req("<host:port>"), General, "Take start/rate/stop commands from an orchestration server").unsupported(),
     // Network stack
     flag(Id::Nagle, &["nagle"], None, Req("on|off"), Network, "Set the Nagle algorithm (TCP_NODELAY)").default("not set"),
@@ -222,6 +227,7 @@ pub(super) static FLAGS: &[Flag] = &[
     flag(Id::Message, &["message"], Some(b'm'), Req("<string>"), Content, "Message to send repeatedly (repeatable)").common(),
     flag(Id::MessageFile, &["message-file"], Some(b'f'), Req("<filename>"), Content, "Like --message, with the file's contents").common(),
     flag(Id::MessageRate, &["message-rate"], Some(b'r'), Req("<Rate>|@<Latency>"), Content, "Messages per second per connection, or @latency target").default("unlimited").common(),
+    flag(Id::Stage, &["stage"], None, Req("<Time>:r=<Rate>[,c=<N>]"), TestRun, "Move the message rate and/or connection count linearly to these targets over this time; 0s: a step (repeatable, in order)"),
     flag(Id::MessageStop, &["message-stop"], None, Req("<string>"), Content, "Stop when this string is received"),
     // Latency
     flag(Id::LatencyConnect, &["latency-connect"], None, Switch, Latency, "Measure TCP connect latency"),
@@ -374,7 +380,8 @@ mod tests {
         // tcpkali's 50 long names, plus --latency-search-step, --pin,
         // --max-restarts, --progress-interval, --json, --latency-log,
         // --latency-hgrm, --pipeline, --generate, --snapshot-interval,
-        // --ssl-verify and --ssl-ca.
-        assert_eq!(n, 62);
+        // --ssl-verify, --ssl-ca, --stage, --threshold and
+        // --threshold-abort.
+        assert_eq!(n, 65);
     }
 }

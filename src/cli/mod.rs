@@ -6,8 +6,8 @@
 //! needs this one: `config` and `units` (what a run is, how values are
 //! written), `outcome` (what parsing returns), `flags` (the table and the
 //! help texts), `man` and `complete` (the table as a manual page and as
-//! completion scripts), `scan` (argv to occurrences), `values` and
-//! `address` (the syntax of one value), `apply` (what each option does) and
+//! completion scripts), `scan` (argv to occurrences), `values`, `address`,
+//! `stage` and `threshold` (the syntax of one value), `apply` (what each option does) and
 //! `validate` (the options together).
 //!
 //! Deliberate differences from tcpkali 1.1 (spec §11): `-h`/`--help` exit 0,
@@ -23,6 +23,8 @@ mod flags;
 mod man;
 mod outcome;
 mod scan;
+mod stage;
+mod threshold;
 pub mod units;
 mod validate;
 mod values;
@@ -68,6 +70,11 @@ pub fn parse(args: &[OsString]) -> Result<Action, CliError> {
     if state.opts.latency.target.is_some() && !state.duration_given {
         // The search runs until it has an answer.
         state.opts.duration = None;
+    }
+    if !state.opts.stages.is_empty() && !state.duration_given {
+        // The stages end the run; a longer -T holds their last values.
+        let total = state.opts.stages.iter().map(|s| s.duration).sum();
+        state.opts.duration = Some(total);
     }
     let State {
         mut opts,

@@ -6,9 +6,10 @@
 
 use std::time::Duration;
 
-use super::config::Options;
+use super::config::{Metric, Options};
 use super::outcome::CliError;
 use super::units::fmt_g;
+use tcpkali_ipc::HistKind;
 
 /// The cross-option checks of spec §1.3 that apply to what exists so far.
 pub(super) fn validate(opts: &mut Options, notes: &mut Vec<String>) -> Result<(), CliError> {
@@ -24,6 +25,7 @@ pub(super) fn validate(opts: &mut Options, notes: &mut Vec<String>) -> Result<()
             Some(false) => {}
         }
     }
+    check_stages(opts)?;
     if opts.message_rate.is_some() && opts.bandwidth_up.is_some() {
         return Err(CliError::Usage(
             "--message-rate and --channel-bandwidth-upstream both limit sending: give one of them"
@@ -129,6 +131,81 @@ pub(super) fn validate(opts: &mut Options, notes: &mut Vec<String>) -> Result<()
                 notes.push(advice);
             }
         }
+    }
+    check_thresholds(opts)?;
+    Ok(())
+}
+
+/// Every `--threshold` names a figure this run measures.
+fn check_thresholds(opts: &Options) -> Result<(), CliError> {
+    let marker = opts.latency.marker.is_some();
+    let paced = opts.message_rate.is_some() || opts.latency.target.is_some();
+    for t in &opts.thresholds {
+        let missing = match t.metric {
+            Metric::Latency { kind, .. } => match kind {
+                HistKind::Message if !(marker || opts.message_marker) => {
+                    Some("message latency is measured with --latency-marker or --message-marker")
+                }
+                HistKind::MessageIntended if !(marker && paced) => Some(
+                    "latency from the intended send time is measured with --latency-marker and -r",
+                ),
+                HistKind::Connect if !opts.latency.connect => {
+                    Some("connect latency is measured with --latency-connect")
+                }
+                HistKind::TlsHandshake if !(opts.latency.connect && opts.ssl.is_some()) => {
+                    Some("TLS handshake latency is measured with --ssl and --latency-connect")
+                }
+                HistKind::FirstByte if !opts.latency.first_byte => {
+                    Some("first-byte latency is measured with --latency-first-byte")
+                }
+                _ => None,
+            },
+            Metric::Rate if !paced => Some("the achieved rate is judged against -r"),
+            Metric::Errors if opts.destinations.is_empty() => {
+                Some("errors are failed connection attempts; give a destination")
+            }
+            _ => None,
+        };
+        if let Some(why) = missing {
+            return Err(CliError::Usage(format!(
+                "--threshold {}: nothing measures it ({why})",
+                t.text
+            )));
+        }
+        match t.stage {
+            Some(n) if n > opts.stages.len() => {
+                return Err(CliError::Usage(format!(
+                    "--threshold {}: there is no stage {n} (the run has {} --stage)",
+                    t.text,
+                    opts.stages.len()
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `--stage` moves what `-r` and `-c` set: not with the `-r @` search,
+/// which sets the rate itself; a staged rate paces from the start (the
+/// first one given holds until its stage when `-r` is absent).
+fn check_stages(opts: &mut Options) -> Result<(), CliError> {
+    if opts.stages.is_empty() {
+        return Ok(());
+    }
+    if opts.latency.target.is_some() {
+        return Err(CliError::Usage(
+            "--message-rate @<Latency> and --stage both set the message rate: give one of them"
+                .to_string(),
+        ));
+    }
+    if opts.destinations.is_empty() {
+        return Err(CliError::Usage(
+            "--stage moves outgoing connections and their messages; give a destination".to_string(),
+        ));
+    }
+    if opts.message_rate.is_none() {
+        opts.message_rate = opts.stages.iter().find_map(|s| s.rate);
     }
     Ok(())
 }

@@ -1,13 +1,17 @@
 //! The process the user started: forks the workers, watches them, shows
 //! progress, decides when the run ends, and prints the summary.
 
+pub mod generator;
+pub mod judge;
 pub mod monitor;
 pub mod outputs;
 pub mod rate_search;
 pub mod report;
 pub mod results;
 pub mod setup;
+pub mod stages;
 pub mod statsd;
+pub mod thresholds;
 
 use crate::proto::tcp::{self, Bracketed, SockOpts};
 use crate::supervisor::rate_search::{RateSearch, Step};
@@ -105,6 +109,8 @@ enum Ending {
     WorkerFailed,
     /// Second SIGINT/SIGTERM: leave at once.
     Aborted,
+    /// `--threshold-abort`: this threshold failed while the run went on.
+    ThresholdFailed,
     /// `-r @`: the best rate was found.
     SearchFound(f64),
     /// `-r @`: the latency never settled enough to decide.
@@ -118,6 +124,7 @@ struct Rates {
     tx: Smoothed,
     msgs_rx: Smoothed,
     msgs_tx: Smoothed,
+    errors: Smoothed,
 }
 
 impl Rates {
@@ -128,6 +135,7 @@ impl Rates {
             .update(dt, delta.get(Counter::BytesSent) as f64 * 8.0);
         self.msgs_rx.update(dt, delta.get(Counter::MsgsRcvd) as f64);
         self.msgs_tx.update(dt, delta.get(Counter::MsgsSent) as f64);
+        self.errors.update(dt, report::errors_total(delta) as f64);
     }
 }
 
@@ -201,6 +209,8 @@ struct Supervisor {
     lives: Vec<Life>,
     stopping: bool,
     tty: bool,
+    /// Stages, the generator's own load, thresholds.
+    judge: judge::Judge,
 }
 
 /// Runs the whole test; returns the exit status.
@@ -368,6 +378,7 @@ impl Supervisor {
                 .rate_millis
                 .store((r * 1000.0) as u64, Ordering::Relaxed);
         }
+        let judge = judge::Judge::new(&plan.opts, workers);
         let mut sup = Supervisor {
             plan,
             shared,
@@ -392,6 +403,7 @@ impl Supervisor {
             ],
             stopping: false,
             tty,
+            judge,
         };
         for i in 0..workers {
             let pid = sup.spawn(i).map_err(StartError::Fork)?;
@@ -450,11 +462,14 @@ impl Supervisor {
             Phase::RampUp
         } else {
             self.region.header().steady.store(1, Ordering::Relaxed);
+            let base = self.region.snapshot();
+            self.judge.steady(&self.region, &self.layout, start, &base);
             Phase::Steady {
                 since: start,
-                base: Box::new(self.region.snapshot()),
+                base: Box::new(base),
             }
         };
+        let mut last_tick = start;
         let mut last_progress = start;
         let mut last_plain = start;
         let mut last_snap = self.region.snapshot();
@@ -466,6 +481,11 @@ impl Supervisor {
                 (Phase::RampUp, Some(d)) => Some(start + d),
                 (Phase::Steady { since, .. }, Some(d)) => Some(*since + d),
                 (_, None) => None,
+            };
+            // Nor past a stage's end: each stage is measured alone.
+            let end = match (end, self.judge.next_boundary()) {
+                (Some(e), Some(b)) => Some(e.min(b)),
+                (e, b) => e.or(b),
             };
             let nap = end.map_or(TICK, |e| {
                 e.saturating_duration_since(Instant::now()).min(TICK)
@@ -498,6 +518,7 @@ impl Supervisor {
                     if let Some((since, base)) = started {
                         self.say(&format!("Ramped up to {} connections.", self.connections()));
                         self.region.header().steady.store(1, Ordering::Relaxed);
+                        self.judge.steady(&self.region, &self.layout, since, &base);
                         phase = Phase::Steady {
                             since,
                             base: Box::new(base),
@@ -506,15 +527,30 @@ impl Supervisor {
                         break Ending::RampUpFailed;
                     }
                 }
-                Phase::Steady { since, .. } => {
+                Phase::Steady { since, ref base } => {
+                    self.judge
+                        .tick(&self.region, &self.layout, now, now - last_tick);
                     if duration.is_some_and(|d| now - since >= d) {
                         break Ending::Completed;
+                    }
+                    if self.judge.watches_thresholds() {
+                        let secs = (now - since).as_secs_f64();
+                        let delta = snap.since(base);
+                        let verdicts = self
+                            .with_figures(&delta, &snap, secs, |f| self.judge.running_verdicts(f));
+                        if let Some(which) = self.judge.should_abort(now, &verdicts) {
+                            self.say(&format!(
+                                "Threshold {which} has failed: ending the run (--threshold-abort)."
+                            ));
+                            break Ending::ThresholdFailed;
+                        }
                     }
                     if let Some(ending) = self.search_tick(now, since) {
                         break ending;
                     }
                 }
             }
+            last_tick = now;
             if now - last_progress >= PROGRESS_EVERY {
                 let delta = snap.since(&last_snap);
                 rates.update((now - last_progress).as_secs_f64(), &delta);
@@ -603,6 +639,7 @@ impl Supervisor {
                     snap,
                     mps,
                     latency.as_deref(),
+                    rates.errors.value(),
                 )
             }
         }
@@ -645,6 +682,7 @@ impl Supervisor {
             }
             // The run stops, but what it measured is still reported.
             Ending::WorkerFailed
+            | Ending::ThresholdFailed
             | Ending::Completed
             | Ending::Interrupted
             | Ending::SearchFound(_)
@@ -705,6 +743,22 @@ impl Supervisor {
                 last.get(Counter::ProtocolErrors)
             );
         }
+        if let Some(line) = report::errors_line(&last) {
+            text += &line;
+        }
+        let mut judgement = self.judgement(&delta);
+        for s in &judgement.stages {
+            text += &judge::stage_line(s, &self.plan.opts.latency.percentiles);
+        }
+        if let Some(warning) = judgement.generator.as_ref().and_then(|g| g.warning()) {
+            text += &warning;
+        }
+        let verdicts = self.with_figures(&delta, &last, secs, |f| {
+            self.judge.verdicts(f, &judgement.stages)
+        });
+        for (t, v) in self.judge.thresholds().iter().zip(&verdicts) {
+            text += &thresholds::line(t, v);
+        }
         let mut status = if ending == Ending::WorkerFailed { 1 } else { 0 };
         if let Some((_, target)) = &self.plan.opts.latency.target {
             match ending {
@@ -731,6 +785,10 @@ impl Supervisor {
                 _ => {}
             }
         }
+        if status == 0 && verdicts.iter().any(|v| !v.pass) {
+            status = thresholds::THRESHOLD_FAILED;
+        }
+        judgement.thresholds = verdicts;
         let measured = (now - since).as_secs_f64();
         // The log's last interval ends with the run.
         self.log_interval();
@@ -739,13 +797,58 @@ impl Supervisor {
             measured,
             last.gauge(Gauge::OpenIn)
                 .saturating_add(last.gauge(Gauge::OpenOut)),
+            judgement,
         );
         self.write_final(&report, &text);
         status
     }
 
+    /// The figures thresholds judge: `delta` over the steady state's
+    /// first `secs`, `total` over the whole run so far.
+    fn with_figures<R>(
+        &self,
+        delta: &Snapshot,
+        total: &Snapshot,
+        secs: f64,
+        f: impl FnOnce(&thresholds::Figures<'_>) -> R,
+    ) -> R {
+        let measured: Vec<HistKind> = self.latency_kinds().iter().map(|l| l.kind).collect();
+        let latency = |kind: HistKind| measured.contains(&kind).then(|| self.histogram(kind));
+        let per_s = |c: Counter| delta.get(c) as f64 / secs.max(1e-9);
+        f(&thresholds::Figures {
+            latency: &latency,
+            msgs_sent: delta.get(Counter::MsgsSent),
+            msgs_asked: self.judge.msgs_asked(secs),
+            attempts: total.get(Counter::ConnsInitiated),
+            failed: total.get(Counter::ConnsFailed),
+            open: judge::open_now(total, !self.plan.opts.destinations.is_empty()),
+            bytes_down_per_s: per_s(Counter::BytesRcvd),
+            bytes_up_per_s: per_s(Counter::BytesSent),
+        })
+    }
+
     /// The run as the JSON report describes it.
-    fn run_report(&self, delta: Snapshot, duration: f64, channels: u64) -> RunReport {
+    /// What the run concludes so far beyond its counters (thresholds are
+    /// judged at the end only).
+    fn judgement(&self, delta: &Snapshot) -> judge::Judgement {
+        judge::Judgement {
+            errors: judge::errors_by_kind(&self.region.snapshot()),
+            stages: self.judge.stage_figures(&self.region, &self.layout),
+            thresholds: Vec::new(),
+            generator: Some(self.judge.generator(
+                delta,
+                &self.region.histogram(HistKind::WakeLate, &self.layout),
+            )),
+        }
+    }
+
+    fn run_report(
+        &self,
+        delta: Snapshot,
+        duration: f64,
+        channels: u64,
+        judgement: judge::Judgement,
+    ) -> RunReport {
         let end = wall_seconds();
         let workers = (0..self.region.workers())
             .map(|i| {
@@ -779,6 +882,7 @@ impl Supervisor {
             workers,
             hosts: 1,
             final_report: true,
+            judgement,
         }
     }
 
@@ -990,6 +1094,10 @@ impl Supervisor {
                 max: h.max() as f64 / 1000.0,
             })
             .collect();
+        let errors: Vec<(&'static str, u64)> = report::ERROR_KINDS
+            .iter()
+            .map(|&(c, _, name)| (name, delta.get(c)))
+            .collect();
         let report = StatsdReport {
             opened: delta.get(Counter::ConnsInitiated),
             total_in: snap.gauge(Gauge::OpenIn),
@@ -1003,6 +1111,7 @@ impl Supervisor {
             msgs_rcvd: delta.get(Counter::MsgsRcvd),
             msgs_sent: delta.get(Counter::MsgsSent),
             latency: &latency,
+            errors: &errors,
         };
         feed.client.send(&report, true, window.is_none());
         if window.is_some() && latency_now {

@@ -22,6 +22,7 @@ pub fn run(args: &[String]) -> i32 {
         }
     };
     let (mut rx, mut tx) = (Smoothed::default(), Smoothed::default());
+    let mut errors = Smoothed::default();
     let mut last = region.snapshot();
     let mut at = Instant::now();
     loop {
@@ -40,11 +41,12 @@ pub fn run(args: &[String]) -> i32 {
         let dt = (now - at).as_secs_f64();
         let down = rx.update(dt, d.get(Counter::BytesRcvd) as f64 * 8.0);
         let up = tx.update(dt, d.get(Counter::BytesSent) as f64 * 8.0);
+        let errors_per_s = errors.update(dt, report::errors_total(&d) as f64);
         let line = writeln!(
             std::io::stdout(),
             "{} {} [{} bytes sent, {} received]",
             report::utc_timestamp(SystemTime::now()),
-            report::progress_line(down, up, &snap, None, None),
+            report::progress_line(down, up, &snap, None, None, errors_per_s),
             snap.get(Counter::BytesSent),
             snap.get(Counter::BytesRcvd)
         );

@@ -227,7 +227,8 @@ impl Supervisor {
             .saturating_add(snap.gauge(Gauge::OpenOut));
         let o = &self.plan.opts;
         if o.latency_hgrm.is_some() || o.json.as_deref().is_some_and(|p| p != "-") {
-            let mut report = self.run_report(delta, measured, channels);
+            let judgement = self.judgement(&delta);
+            let mut report = self.run_report(delta, measured, channels, judgement);
             report.final_report = false;
             self.write_reports(&report, "writing a snapshot");
         }

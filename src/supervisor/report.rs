@@ -110,6 +110,44 @@ pub fn churn_lines(delta: &Snapshot, total: &Snapshot, secs: f64, recycled: bool
     out
 }
 
+/// Connection errors by kind: the counter, its words in the summary, and
+/// its name in the report and in StatsD.
+pub const ERROR_KINDS: [(Counter, &str, &str); 8] = [
+    (Counter::ConnsRefused, "refused", "refused"),
+    (Counter::ConnsReset, "reset", "reset"),
+    (Counter::ConnsTimedOut, "timed out", "timed_out"),
+    (Counter::TlsFailures, "TLS handshake failed", "tls_failed"),
+    (
+        Counter::PortsExhausted,
+        "out of local ports",
+        "out_of_ports",
+    ),
+    (
+        Counter::ProtocolErrors,
+        "WebSocket protocol error",
+        "protocol_error",
+    ),
+    (Counter::ClosedByPeer, "closed by peer", "closed_by_peer"),
+    (Counter::ConnErrorsOther, "other", "other"),
+];
+
+/// Connection errors of every kind together.
+pub fn errors_total(s: &Snapshot) -> u64 {
+    ERROR_KINDS.iter().map(|(c, _, _)| s.get(*c)).sum()
+}
+
+/// `Connection errors: 12 refused, 3 reset, 1 timed out.` over the whole
+/// run (ramp-up included, where most attempts fail); kinds without errors
+/// are left out, and the line when there are none.
+pub fn errors_line(total: &Snapshot) -> Option<String> {
+    let parts: Vec<String> = ERROR_KINDS
+        .iter()
+        .filter(|(c, _, _)| total.get(*c) > 0)
+        .map(|(c, words, _)| format!("{} {words}", total.get(*c)))
+        .collect();
+    (!parts.is_empty()).then(|| format!("Connection errors: {}.\n", parts.join(", ")))
+}
+
 /// Exponential moving average of a rate, fed with (elapsed, amount) pairs:
 /// about three seconds of memory, forgotten after a long gap.
 #[derive(Debug, Clone, Copy, Default)]
@@ -308,11 +346,15 @@ pub fn progress_line(
     now: &Snapshot,
     mps: Option<(f64, f64)>,
     latency: Option<&str>,
+    errors_per_s: f64,
 ) -> String {
-    let rates = match mps {
+    let mut rates = match mps {
         Some((rx, tx)) => format!(" ({rx:.0}\u{2193} {tx:.0}\u{2191} mps)"),
         None => String::new(),
     };
+    if errors_per_s >= 0.05 {
+        rates += &format!(" ({errors_per_s:.1} errors/s)");
+    }
     let (conns, seen) = if latency.is_some() {
         ("", "")
     } else {
@@ -455,10 +497,17 @@ mod tests {
     }
 
     #[test]
+    fn progress_shows_errors_per_second_when_there_are_any() {
+        let s = Snapshot::default();
+        assert!(!progress_line(0.0, 0.0, &s, None, None, 0.0).contains("errors"));
+        assert!(progress_line(0.0, 0.0, &s, None, None, 2.5).ends_with(" (2.5 errors/s)"));
+    }
+
+    #[test]
     fn progress_shows_message_rates_when_asked() {
         let s = snapshot(0, 0, 0, 0);
-        assert!(!progress_line(0.0, 0.0, &s, None, None).contains("mps"));
-        assert!(progress_line(0.0, 0.0, &s, Some((0.0, 1000.4)), None)
+        assert!(!progress_line(0.0, 0.0, &s, None, None, 0.0).contains("mps"));
+        assert!(progress_line(0.0, 0.0, &s, Some((0.0, 1000.4)), None, 0.0)
             .ends_with(" (0\u{2193} 1000\u{2191} mps)"));
     }
 
@@ -483,7 +532,7 @@ mod tests {
             " (c=0.043 m=? ms\u{2079}\u{2075}\u{1d56})"
         );
         let s = snapshot(0, 0, 0, 0);
-        let line = progress_line(0.0, 0.0, &s, None, Some(" (c=1 ms)"));
+        let line = progress_line(0.0, 0.0, &s, None, Some(" (c=1 ms)"), 0.0);
         assert!(
             line.contains("(0\u{2193} 0\u{2191} 0\u{21e1}; 0) (c=1 ms)"),
             "{line}"
@@ -510,7 +559,7 @@ mod tests {
 
 #[cfg(test)]
 mod churn_tests {
-    use super::churn_lines;
+    use super::{churn_lines, errors_line, errors_total};
     use tcpkali_ipc::{Counter, Snapshot};
 
     fn snapshot(values: &[(Counter, u64)]) -> Snapshot {
@@ -519,6 +568,23 @@ mod churn_tests {
             s.counters[c as usize] = v;
         }
         s
+    }
+
+    #[test]
+    fn connection_errors_are_listed_by_kind_without_zeros() {
+        let none = snapshot(&[(Counter::ConnsFailed, 3)]);
+        assert_eq!(errors_line(&none), None);
+        let some = snapshot(&[
+            (Counter::ConnsRefused, 12),
+            (Counter::ConnsReset, 3),
+            (Counter::TlsFailures, 1),
+            (Counter::ClosedByPeer, 5),
+        ]);
+        assert_eq!(
+            errors_line(&some).as_deref(),
+            Some("Connection errors: 12 refused, 3 reset, 1 TLS handshake failed, 5 closed by peer.\n")
+        );
+        assert_eq!(errors_total(&some), 21);
     }
 
     #[test]

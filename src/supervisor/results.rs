@@ -6,6 +6,7 @@
 //! base64: any HdrHistogram implementation reads them, and merging them is
 //! exact (percentiles cannot be averaged, histograms can be added).
 
+use crate::supervisor::judge::Judgement;
 use crate::supervisor::outputs;
 use crate::supervisor::report::{self, SummaryInput};
 use base64::Engine as _;
@@ -51,6 +52,8 @@ pub struct RunReport {
     /// `false` for a snapshot taken while the run went on (or for a merge
     /// of reports of which one was such a snapshot).
     pub final_report: bool,
+    /// Errors by kind, stages, the generator, thresholds.
+    pub judgement: Judgement,
 }
 
 /// Why reports could not be read or merged.
@@ -181,6 +184,7 @@ pub fn merge(reports: Vec<RunReport>) -> Result<RunReport, ReportError> {
         acc.restarts = acc.restarts.saturating_add(r.restarts);
         acc.hosts = acc.hosts.saturating_add(r.hosts);
         acc.final_report &= r.final_report;
+        acc.judgement.merge(r.judgement);
         for (name, h) in r.latency {
             match acc.latency.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, mine)) => {
@@ -448,6 +452,7 @@ mod tests {
             restarts: 0,
             hosts: 1,
             final_report: true,
+            judgement: Judgement::default(),
         }
     }
 

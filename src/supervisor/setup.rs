@@ -8,6 +8,7 @@ use crate::content::payload::{Payload, MIN_CYCLE};
 use crate::content::Content;
 use crate::proto::tcp::{self, Bracketed, SockOpts};
 use crate::proto::tls::{ServerIdentity, TlsConfig, TlsConfigError, Trust, Versions};
+use crate::supervisor::stages;
 use crate::worker::latency;
 use crate::worker::pace::Rate;
 use crate::worker::{DestPlan, Marker, Shared, WorkerPlan, WsPlan};
@@ -94,8 +95,9 @@ pub const MAX_WORKERS: usize = 1024;
 /// a pure client asks for fewer connections than that.
 pub fn cpu_workers(opts: &Options, cpus: usize) -> usize {
     let cpus = cpus.max(1);
-    if opts.listen.is_none() && opts.connections > 0 && (opts.connections as usize) < cpus {
-        opts.connections as usize
+    let peak = stages::peak_connections(opts);
+    if opts.listen.is_none() && peak > 0 && (peak as usize) < cpus {
+        peak as usize
     } else {
         cpus
     }
@@ -108,7 +110,7 @@ pub fn cpu_workers(opts: &Options, cpus: usize) -> usize {
 /// a margin.
 pub fn fds_per_worker(opts: &Options, listen_addrs: usize, workers: usize) -> u64 {
     let workers = workers.max(1);
-    let out = share(opts.connections, workers, 0);
+    let out = share(stages::peak_connections(opts), workers, 0);
     let self_loop = opts.listen.is_some() && !opts.destinations.is_empty();
     let accepted = if self_loop { out + out / 16 + 16 } else { 0 };
     let listeners = (listen_addrs * workers) as u64;
@@ -207,7 +209,7 @@ pub fn prepare(opts: Options) -> Result<Plan, SetupError> {
             if grown {
                 diag!(
                     "NOTE: {} connections need more open files than {} worker{} can hold (`ulimit -n` {soft} each); using {w} workers.",
-                    opts.connections,
+                    stages::peak_connections(&opts),
                     cpu_workers(&opts, cpus),
                     if cpu_workers(&opts, cpus) == 1 { "" } else { "s" }
                 );
@@ -599,10 +601,13 @@ pub fn worker_plans(plan: &Plan, listeners: &[Vec<RawFd>]) -> Vec<WorkerPlan> {
     (0..plan.workers)
         .map(|i| {
             let connections = share(plan.opts.connections, plan.workers, i);
-            let connect_rate = if plan.opts.connections == 0 {
+            // Stages may ask for more connections than -c: each worker's
+            // part of the connect rate follows its part of the most asked.
+            let peak = stages::peak_connections(&plan.opts);
+            let connect_rate = if peak == 0 {
                 0.0
             } else {
-                plan.opts.connect_rate * connections as f64 / plan.opts.connections as f64
+                plan.opts.connect_rate * share(peak, plan.workers, i) as f64 / peak as f64
             };
             WorkerPlan {
                 index: i,
@@ -621,6 +626,7 @@ pub fn worker_plans(plan: &Plan, listeners: &[Vec<RawFd>]) -> Vec<WorkerPlan> {
                     .collect(),
                 listeners: listeners.get(i).cloned().unwrap_or_default(),
                 cpu: plan.opts.pin.then(|| cpus[i % cpus.len().max(1)]),
+                stages: stages::segments(&plan.opts, |n| share(n, plan.workers, i)),
             }
         })
         .collect()

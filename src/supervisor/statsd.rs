@@ -43,6 +43,9 @@ pub struct Report<'a> {
     /// Only the kinds that are enabled and non-empty, in the order
     /// connect, firstbyte, message.
     pub latency: &'a [LatencyReport<'a>],
+    /// Connection errors since the previous report, by kind (report
+    /// name); sent as `connections.errors.<kind>` counters when not zero.
+    pub errors: &'a [(&'static str, u64)],
 }
 
 /// The latency gauges of one kind, all in milliseconds.
@@ -72,6 +75,7 @@ impl Report<'_> {
             msgs_rcvd: 0,
             msgs_sent: 0,
             latency: &[],
+            errors: &[],
         }
     }
 }
@@ -118,6 +122,9 @@ fn lines(namespace: &str, r: &Report<'_>, counters: bool, latency: bool) -> Vec<
         int(&mut out, "traffic.data.writes", r.writes, 'c');
         int(&mut out, "traffic.msgs.rcvd", r.msgs_rcvd, 'c');
         int(&mut out, "traffic.msgs.sent", r.msgs_sent, 'c');
+        for &(kind, n) in r.errors.iter().filter(|(_, n)| *n > 0) {
+            int(&mut out, &format!("connections.errors.{kind}"), n, 'c');
+        }
     }
     if latency {
         for l in r.latency {
@@ -278,7 +285,24 @@ mod tests {
             msgs_rcvd: 6,
             msgs_sent: 7,
             latency,
+            errors: &[],
         }
+    }
+
+    #[test]
+    fn connection_errors_go_as_counters_named_by_kind() {
+        let errors = [("refused", 3), ("reset", 0), ("tls_failed", 1)];
+        let r = Report {
+            errors: &errors,
+            ..sample(&[])
+        };
+        let all = text(&datagrams("ns", &r, true, false));
+        assert!(all.contains("ns.connections.errors.refused:3|c\n"), "{all}");
+        assert!(
+            all.contains("ns.connections.errors.tls_failed:1|c\n"),
+            "{all}"
+        );
+        assert!(!all.contains("errors.reset"), "zeros are left out: {all}");
     }
 
     fn text(ds: &[Vec<u8>]) -> String {

@@ -8,9 +8,13 @@ use crate::proto::tcp::{self, Bracketed};
 use crate::worker::conn::{CloseReason, Conn, Direction, Phase};
 use crate::worker::state::Worker;
 use crate::worker::stats::Stats;
+use crate::worker::timers::TimerKind;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use tcpkali_ipc::Counter;
+
+/// Longest a connection closed on our side waits for its peer's FIN.
+const LINGER_NS: u64 = 1_000_000_000;
 
 impl Worker<'_> {
     /// At the end of the run: every transport that has an ending of its own
@@ -73,6 +77,40 @@ impl Worker<'_> {
         }
     }
 
+    /// Closes an open outgoing connection that the stages no longer ask
+    /// for, as its peer would wish: the framing's goodbye (a WebSocket
+    /// Close, whose answer ends the connection), or else the transport's
+    /// (TLS close_notify) and a FIN; then it reads until the peer's FIN,
+    /// for at most [`LINGER_NS`]. It counts as closed, never as failed.
+    pub(super) fn shed(&mut self, slot: u32, gen: u32, now: u64) {
+        let Some(c) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        if c.phase != Phase::Open || c.dir == Direction::In {
+            return;
+        }
+        let fd = c.fd.as_raw_fd();
+        let framed = c.framing.say_goodbye(&mut self.rng);
+        if framed {
+            c.writable = true;
+            if self.write_some(slot, gen, now).is_err() {
+                self.close(slot, gen, CloseReason::Shed);
+                return;
+            }
+        }
+        let Some(c) = self.conns.get_mut(slot, gen) else {
+            return;
+        };
+        if !framed {
+            let _ = c.transport.close_notify(fd);
+            let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Write);
+        }
+        c.phase = Phase::Closing;
+        self.stats.open.out -= 1;
+        self.stats.publish_open();
+        self.add_timer(now.saturating_add(LINGER_NS), slot, gen, TimerKind::Linger);
+    }
+
     pub(super) fn close(&mut self, slot: u32, gen: u32, reason: CloseReason) {
         if self.conns.get_mut(slot, gen).is_none() {
             return;
@@ -103,6 +141,11 @@ impl Worker<'_> {
             }
             (Direction::Out { .. }, Phase::Open) => {
                 self.stats.open.out -= 1;
+                self.stats.add(Counter::ConnsClosed, 1);
+                count_unsent(&self.stats, &c);
+            }
+            // No longer counted as open since its close began.
+            (Direction::Out { .. }, Phase::Closing) => {
                 self.stats.add(Counter::ConnsClosed, 1);
                 count_unsent(&self.stats, &c);
             }

@@ -7,7 +7,7 @@ use crate::proto::stream::TransportError;
 use crate::proto::transport::Transport;
 use crate::proto::ws::WsError;
 use crate::worker::latency::{MarkerScan, MarkerTrack, StreamSearch};
-use crate::worker::pace::Schedule;
+use crate::worker::pace::{Rate, Schedule};
 use std::os::fd::OwnedFd;
 use tcpkali_ipc::Counter;
 
@@ -29,6 +29,9 @@ pub enum Phase {
     Handshaking { since: u64 },
     /// Data may flow.
     Open,
+    /// Being closed on our side (the stages asked for fewer connections):
+    /// its goodbyes and FIN are sent, and it reads until the peer's FIN.
+    Closing,
 }
 
 /// Why a connection ended, for counters and `-v` messages.
@@ -52,6 +55,8 @@ pub enum CloseReason {
     WsClosed,
     /// TLS failed, for this reason (`TlsError::reason`).
     Tls(&'static str),
+    /// Closed on our side because the stages asked for fewer connections.
+    Shed,
 }
 
 impl CloseReason {
@@ -63,8 +68,10 @@ impl CloseReason {
     /// and the normal end of accepted ones.
     pub fn error_counter(self, dir: Direction, phase: Phase) -> Option<Counter> {
         use nix::errno::Errno::{ECONNREFUSED, ECONNRESET, EPIPE};
-        if let Phase::Handshaking { .. } = phase {
-            return None;
+        match phase {
+            // A TLS failure alone; or the end of a close we began.
+            Phase::Handshaking { .. } | Phase::Closing => return None,
+            Phase::Connecting | Phase::Open => {}
         }
         match self {
             CloseReason::ConnectFailed(ECONNREFUSED) => Some(Counter::ConnsRefused),
@@ -80,7 +87,8 @@ impl CloseReason {
             | CloseReason::ConnectTimeout
             | CloseReason::Lifetime
             | CloseReason::Protocol(_)
-            | CloseReason::WsClosed => None,
+            | CloseReason::WsClosed
+            | CloseReason::Shed => None,
         }
     }
 
@@ -116,6 +124,14 @@ impl Sending {
             credit: 0,
             started: 0,
         }
+    }
+
+    /// Carries on at rate `new` (from `old`) at `now`: messages granted
+    /// and not yet begun keep their place at the head of the schedule.
+    pub fn retime(&mut self, old: &Rate, new: &Rate, now: u64) {
+        let pending = self.sched.taken().saturating_sub(self.started);
+        self.sched.retime(old, new, now, pending);
+        self.started = 0;
     }
 }
 

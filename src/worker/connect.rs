@@ -6,7 +6,6 @@
 
 use crate::proto::tcp::{self, Bracketed};
 use crate::worker::conn::{self, CloseReason, Conn, Direction, Phase};
-use crate::worker::dialer::deficit;
 use crate::worker::state::{Worker, BATCH_NS};
 use crate::worker::timers::{ns, TimerKind};
 use std::net::SocketAddr;
@@ -15,7 +14,7 @@ use tcpkali_ipc::{Counter, HistKind};
 
 impl Worker<'_> {
     pub(super) fn open_connections(&mut self, now: u64) {
-        let deficit = deficit(self.plan, &self.stats.open);
+        let deficit = self.dialer.deficit(&self.stats.open);
         if deficit == 0 || self.plan.destinations.is_empty() {
             return;
         }

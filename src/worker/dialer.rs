@@ -44,6 +44,8 @@ pub struct Dialer {
     ports: Vec<Vec<PairPorts>>,
     /// Outgoing connections established since the worker started.
     ever_opened: u64,
+    /// Outgoing connections to keep open now (`-c`, then `--stage`).
+    pub target: u64,
 }
 
 impl Dialer {
@@ -59,7 +61,14 @@ impl Dialer {
                 .map(|d| vec![PairPorts::default(); d.sources.len().max(1)])
                 .collect(),
             ever_opened: 0,
+            target: plan.connections,
         }
+    }
+
+    /// Outgoing connections still to open: the target less those open or
+    /// on their way.
+    pub fn deficit(&self, open: &Open) -> u64 {
+        self.target.saturating_sub(open.out + open.connecting)
     }
 
     /// When the connect rate next allows a connection.
@@ -149,10 +158,4 @@ impl Dialer {
         pair.rest_until = now.saturating_add(PORTS_REST_NS);
         !std::mem::replace(&mut pair.said, true)
     }
-}
-
-/// Outgoing connections still to open: the plan's count less those open
-/// or on their way.
-pub fn deficit(plan: &WorkerPlan, open: &Open) -> u64 {
-    plan.connections.saturating_sub(open.out + open.connecting)
 }

@@ -23,6 +23,7 @@ pub mod plan;
 pub mod reactor;
 mod recv;
 mod send;
+mod stages;
 mod state;
 pub mod stats;
 pub mod timers;

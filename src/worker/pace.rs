@@ -143,6 +143,11 @@ impl Rate {
         }
     }
 
+    /// Units (messages or bytes) per second.
+    pub fn per_second(&self) -> f64 {
+        1e9 / self.ns_per_unit
+    }
+
     /// `per_sec` bytes per second, in grants of up to one segment.
     pub fn bytes(per_sec: f64) -> Rate {
         let grant = (per_sec * BYTE_GRANT_MS / 1000.0).clamp(1.0, MAX_BYTE_GRANT as f64);
@@ -194,6 +199,8 @@ pub struct Sender {
     pub rate: Option<Rate>,
     /// The region's rate set-point last applied (0: none yet).
     rate_millis: u64,
+    /// The `--stage` rate in force (messages per second per connection).
+    pub staged: f64,
 }
 
 impl Sender {
@@ -204,6 +211,7 @@ impl Sender {
             // worker restarted during a `-r @` search joins at the
             // searched rate).
             rate_millis: 0,
+            staged: rate.map_or(0.0, |r| r.per_second()),
         }
     }
 
@@ -340,6 +348,24 @@ impl Schedule {
         self.taken += units;
         self.catch_t = self.catch_t.saturating_add((rate.span(units) / 2) as i64);
     }
+
+    /// Units taken since the schedule started.
+    pub fn taken(&self) -> u64 {
+        self.taken
+    }
+
+    /// Moves the schedule from rate `old` to `new` at `now`, `pending` of
+    /// its units granted but not yet sent. The next unit keeps its place
+    /// in its interval, scaled to the new interval (lateness too), so a
+    /// step up owes no backlog, a step down sends nothing early, and the
+    /// connections' phases stay as spread as they were.
+    pub fn retime(&mut self, old: &Rate, new: &Rate, now: u64, pending: u64) {
+        let next = self.due_at(old, self.taken) as f64 - now as f64;
+        let scaled = next * new.ns_per_unit / old.ns_per_unit;
+        let start = now as f64 + scaled - new.span(pending) as f64;
+        self.start = start.max(0.0) as u64;
+        self.taken = pending;
+    }
 }
 
 #[cfg(test)]
@@ -408,6 +434,32 @@ mod schedule_tests {
         let (partial, _) = drive(&r, 4, MS, Some((1000 * MS, 3000 * MS)));
         // One second after the stall only half the backlog is made up.
         assert!((290..=310).contains(&partial), "{partial}");
+    }
+
+    #[test]
+    fn a_rate_step_keeps_the_phase_and_owes_no_backlog() {
+        let slow = Rate::messages(50.0, 5);
+        let fast = Rate::messages(500.0, 5);
+        let mut s = Schedule::new(&slow, 0);
+        let first = s.allowance(&slow, 0).units;
+        s.take(&slow, first);
+        // 5 ms into a 20 ms interval, the rate goes up tenfold: the next
+        // unit comes 15 ms / 10 later, not at once, and no burst follows.
+        s.retime(&slow, &fast, 5 * MS, 0);
+        assert_eq!(s.allowance(&fast, 6 * MS).units, 0);
+        let (mut total, mut largest) = (0, 0);
+        for tick in 7..107 {
+            let a = s.allowance(&fast, tick * MS);
+            s.take(&fast, a.units);
+            total += a.units;
+            largest = largest.max(a.units);
+        }
+        assert!((49..=51).contains(&total), "{total}");
+        assert_eq!(largest, 1);
+        // Back down: the next unit keeps its place in the longer interval.
+        s.retime(&fast, &slow, 107 * MS, 0);
+        let next = s.allowance(&slow, 107 * MS).next_at;
+        assert!((108 * MS..=128 * MS).contains(&next), "{next}");
     }
 
     #[test]

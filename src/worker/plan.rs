@@ -105,4 +105,63 @@ pub struct WorkerPlan {
     pub listeners: Vec<RawFd>,
     /// `--pin`: the CPU this worker runs on.
     pub cpu: Option<usize>,
+    /// `--stage`: how this worker's message rate and connection count move
+    /// after the steady state begins (empty: they hold).
+    pub stages: Vec<Segment>,
+}
+
+/// One `--stage` as a worker follows it: from `start_ns` to `end_ns`
+/// after the steady state began, the per-connection message rate moves
+/// linearly from `rate.0` to `rate.1` (`None`: no `-r`), and this worker's
+/// connection count from `conns.0` to `conns.1`. Past the last segment,
+/// its end values hold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Segment {
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub rate: Option<(f64, f64)>,
+    pub conns: (u64, u64),
+}
+
+/// What the stages ask for at one moment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Targets {
+    /// Messages per second per connection (`None`: unpaced).
+    pub rate: Option<f64>,
+    pub conns: u64,
+    /// The targets move (a ramp): look again soon.
+    pub moving: bool,
+    /// When the next segment starts (`u64::MAX`: none).
+    pub next_change_ns: u64,
+}
+
+/// The targets at `t` ns after the steady state began (`stages` is not
+/// empty).
+pub fn targets_at(stages: &[Segment], t: u64) -> Targets {
+    let at = stages
+        .iter()
+        .position(|s| t < s.end_ns)
+        .unwrap_or(stages.len() - 1);
+    let s = &stages[at];
+    let span = s.end_ns.saturating_sub(s.start_ns);
+    let f = if t >= s.end_ns || span == 0 {
+        1.0
+    } else {
+        t.saturating_sub(s.start_ns) as f64 / span as f64
+    };
+    let lerp = |(a, b): (f64, f64)| a + (b - a) * f;
+    let conns = lerp((s.conns.0 as f64, s.conns.1 as f64)).round() as u64;
+    let rate = s.rate.map(lerp);
+    let moving =
+        t < s.end_ns && span > 0 && (s.conns.0 != s.conns.1 || s.rate.is_some_and(|(a, b)| a != b));
+    Targets {
+        rate,
+        conns,
+        moving,
+        next_change_ns: stages
+            .iter()
+            .map(|s| s.start_ns)
+            .find(|&start| start > t)
+            .unwrap_or(u64::MAX),
+    }
 }

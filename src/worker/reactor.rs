@@ -6,7 +6,7 @@
 
 use crate::proto::tcp;
 use crate::worker::conn::{self, CloseReason, Phase, Slab};
-use crate::worker::dialer::{self, Dialer};
+use crate::worker::dialer::Dialer;
 use crate::worker::epoll::{Readiness, Ready};
 use crate::worker::inspect::Receiver;
 use crate::worker::latency;
@@ -50,6 +50,7 @@ pub fn run(region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
         dialer: Dialer::new(plan, tcpkali_ipc::monotonic_ns()),
         recv: Receiver::new(shared),
         sender: Sender::new(shared.send_rate),
+        stage_origin: 0,
         dump_one: None,
         rng: oorandom::Rand32::new(
             (u64::from(std::process::id()) << 32) ^ latency::wall_micros() ^ plan.index as u64,
@@ -81,6 +82,7 @@ impl Worker<'_> {
             }
             let now = self.now();
             self.follow_rate(now);
+            self.follow_stages(now);
             self.open_connections(now);
             self.run_timers(now);
             self.service_again(now);
@@ -102,7 +104,7 @@ impl Worker<'_> {
 
     /// How long the next wait may last: until the next timer or allowed
     /// connect, at most [`MAX_WAIT`], zero when work is pending.
-    fn wait_timeout(&self, now: u64) -> u64 {
+    fn wait_timeout(&mut self, now: u64) -> u64 {
         if !self.again.is_empty() {
             return 0;
         }
@@ -110,7 +112,10 @@ impl Worker<'_> {
         if let Some(at) = self.timers.next_at() {
             until = until.min(at);
         }
-        if dialer::deficit(self.plan, &self.stats.open) > 0 && !self.plan.destinations.is_empty() {
+        if let Some(at) = self.stage_wake(now) {
+            until = until.min(at);
+        }
+        if self.dialer.deficit(&self.stats.open) > 0 && !self.plan.destinations.is_empty() {
             until = until.min(self.dialer.next_at());
         }
         let until = until.div_ceil(timers::GRAIN_NS) * timers::GRAIN_NS;
@@ -184,6 +189,7 @@ impl Worker<'_> {
                 }
                 TimerKind::ConnectTimeout => {}
                 TimerKind::Lifetime => self.close(t.slot, t.gen, CloseReason::Lifetime),
+                TimerKind::Linger => self.close(t.slot, t.gen, CloseReason::Shed),
                 TimerKind::DelaySend => self.service(t.slot, t.gen, now),
                 TimerKind::ResumeListener => {}
                 TimerKind::SendPace | TimerKind::RecvPace => {

@@ -21,7 +21,8 @@ impl Worker<'_> {
         let Some(c) = self.conns.get_mut(slot, gen) else {
             return Ok(false);
         };
-        if !c.readable || c.phase != Phase::Open || shared.never_read {
+        let reading = matches!(c.phase, Phase::Open | Phase::Closing);
+        if !c.readable || !reading || shared.never_read {
             return Ok(false);
         }
         let fd = c.fd.as_raw_fd();

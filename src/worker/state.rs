@@ -41,6 +41,8 @@ pub struct Worker<'a> {
     pub(super) dialer: Dialer,
     pub(super) recv: Receiver,
     pub(super) sender: Sender,
+    /// When `--stage` time began (0: not yet known).
+    pub(super) stage_origin: u64,
     /// The connection `--dump-one` follows (worker 0 only).
     pub(super) dump_one: Option<(u32, u32)>,
     /// Draws for `re`, `connection.re`, connection phases and WebSocket

@@ -24,6 +24,9 @@ pub enum TimerKind {
     RecvPace,
     /// Listener `slot` was paused after running out of descriptors.
     ResumeListener,
+    /// A connection being closed on our side waited long enough for its
+    /// peer's FIN.
+    Linger,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

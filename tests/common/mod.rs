@@ -435,7 +435,8 @@ const LATE_PREFIX: &str = "Send schedule: ";
 pub fn parse_summary(stdout: &str) -> Result<Summary, String> {
     let mut lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
     // Lines after tcpkali's own: the send schedule, the pipeline, worker
-    // restarts, the WebSocket totals.
+    // restarts, the WebSocket totals, connection errors, stages, the
+    // generator's warning, thresholds.
     let mut late = None;
     while let Some(l) = lines.last() {
         if l.starts_with(LATE_PREFIX) {
@@ -447,6 +448,10 @@ pub fn parse_summary(stdout: &str) -> Result<Summary, String> {
             || l.starts_with("Connections: ")
             || l.starts_with("Data unsent at close: ")
             || l.starts_with("Out of local ports: ")
+            || l.starts_with("Connection errors: ")
+            || l.starts_with("Stage ")
+            || l.starts_with("WARNING: The generator was saturated: ")
+            || l.starts_with("Threshold ")
         {
             lines.pop();
         } else {

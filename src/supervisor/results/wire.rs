@@ -10,10 +10,14 @@
 use super::{
     decode_histogram, encode_histogram, unix_time, ReportError, RunReport, REPORT_VERSION,
 };
+use crate::supervisor::generator::Generator;
+use crate::supervisor::judge::{Judgement, StageFigures};
 use crate::supervisor::report;
+use crate::supervisor::thresholds::Verdict;
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
 use std::fmt;
 use tcpkali_ipc::{Counter, Snapshot, HIST_HIGH_US, HIST_LOW_US, HIST_SIGFIG};
 
@@ -69,6 +73,37 @@ pub struct ReportDoc {
     pub restarts: u64,
     #[serde(default)]
     pub workers: Vec<WorkerDoc>,
+    /// Connection errors by kind over the whole run; added later, as the
+    /// three below.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors: BTreeMap<String, u64>,
+    /// `--stage`: each stage's own figures and latency histograms.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageDoc>,
+    /// `--threshold` verdicts (not carried into a merge).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<Verdict>,
+    /// Whether the generator kept up (absent: not measured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<Generator>,
+}
+
+/// One stage's own figures.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StageDoc {
+    pub stage: usize,
+    pub start_s: f64,
+    pub end_s: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<u64>,
+    pub msgs_sent: u64,
+    pub msgs_rcvd: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msgs_asked: Option<f64>,
+    #[serde(default)]
+    pub latency: Vec<KindDoc>,
 }
 
 /// Steady-state counters, by the names the report has always used.
@@ -287,6 +322,29 @@ impl ReportDoc {
                     totals: TrafficDoc::of(&w.totals),
                 })
                 .collect(),
+            errors: r.judgement.errors.iter().cloned().collect(),
+            stages: r
+                .judgement
+                .stages
+                .iter()
+                .map(|s| StageDoc {
+                    stage: s.stage,
+                    start_s: s.start_s,
+                    end_s: s.end_s,
+                    rate: s.rate,
+                    connections: s.connections,
+                    msgs_sent: s.msgs_sent,
+                    msgs_rcvd: s.msgs_rcvd,
+                    msgs_asked: s.msgs_asked,
+                    latency: s
+                        .latency
+                        .iter()
+                        .map(|(n, h)| kind_doc(n, h, &r.percentiles))
+                        .collect(),
+                })
+                .collect(),
+            thresholds: r.judgement.thresholds.clone(),
+            generator: r.judgement.generator.clone(),
         }
     }
 
@@ -314,11 +372,30 @@ impl ReportDoc {
             .into_iter()
             .filter_map(|l| l.parse::<f64>().ok().map(|p| (l, p)))
             .collect();
-        let mut latency = Vec::new();
-        for k in self.latency.kinds {
-            let h = decode_histogram(&k.hdr)
-                .map_err(|e| ReportError::Histogram(path.to_string(), e))?;
-            latency.push((k.kind, h));
+        let decode = |kinds: Vec<KindDoc>| {
+            kinds
+                .into_iter()
+                .map(|k| {
+                    decode_histogram(&k.hdr)
+                        .map(|h| (k.kind, h))
+                        .map_err(|e| ReportError::Histogram(path.to_string(), e))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let latency = decode(self.latency.kinds)?;
+        let mut stages = Vec::new();
+        for s in self.stages {
+            stages.push(StageFigures {
+                stage: s.stage,
+                start_s: s.start_s,
+                end_s: s.end_s,
+                rate: s.rate,
+                connections: s.connections,
+                msgs_sent: s.msgs_sent,
+                msgs_rcvd: s.msgs_rcvd,
+                msgs_asked: s.msgs_asked,
+                latency: decode(s.latency)?,
+            });
         }
         Ok(RunReport {
             command_line: self.command_line,
@@ -334,6 +411,12 @@ impl ReportDoc {
             restarts: self.restarts,
             hosts: self.hosts,
             final_report: self.is_final,
+            judgement: Judgement {
+                errors: self.errors.into_iter().collect(),
+                stages,
+                thresholds: self.thresholds,
+                generator: self.generator,
+            },
         })
     }
 }
