@@ -9,7 +9,6 @@ use common::run;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
-use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
@@ -144,20 +143,9 @@ fn a_connect_into_a_black_hole_counts_as_timed_out() {
             127.0.0.1:12345 10.9.0.2:80 -T 1s
         echo "exit $?"
     "#;
-    let out = Command::new("timeout")
-        .args(["20", "unshare", "-n", "sh", "-c", script, "sh"])
-        .arg(env!("CARGO_BIN_EXE_tcpkali"))
-        .output()
-        .expect("unshare");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if out.status.code() == Some(77) || (!stdout.contains("exit ") && stderr.contains("unshare")) {
-        println!(
-            "skipped: no private network namespace here: {}",
-            stderr.trim()
-        );
+    let Some((stdout, stderr)) = common::in_network_namespace(script) else {
         return;
-    }
+    };
     assert!(stdout.contains("exit 0"), "{stdout}{stderr}");
     assert!(errors_of(&stdout, "timed out") >= 1, "{stdout}{stderr}");
     assert_eq!(errors_of(&stdout, "refused"), 0, "{stdout}");

@@ -353,17 +353,7 @@ fn stamp_collector(want: usize) -> (String, std::sync::mpsc::Receiver<Vec<u64>>)
                         return;
                     }
                     pending.extend_from_slice(&buf[..n]);
-                    const PREFIX: &[u8] = b"TCPKaliMsgTS-";
-                    while let Some(at) = pending.windows(PREFIX.len()).position(|w| w == PREFIX) {
-                        let Some(hex) = pending.get(at + PREFIX.len()..at + PREFIX.len() + 16)
-                        else {
-                            break;
-                        };
-                        let stamp = std::str::from_utf8(hex)
-                            .ok()
-                            .and_then(|h| u64::from_str_radix(h, 16).ok())
-                            .unwrap_or(0);
-                        pending.drain(..at + PREFIX.len() + 16);
+                    for stamp in common::take_marker_stamps(&mut pending) {
                         let mut all = stamps.lock().unwrap_or_else(|e| e.into_inner());
                         all.push(stamp);
                         if all.len() == want {

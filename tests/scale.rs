@@ -336,20 +336,9 @@ fn a_source_out_of_ports_is_named_once_and_the_others_carry_on() {
         kill %1 %2 2>/dev/null
         wait
     "#;
-    let out = Command::new("timeout")
-        .args(["20", "unshare", "-n", "sh", "-c", script, "sh"])
-        .arg(env!("CARGO_BIN_EXE_tcpkali"))
-        .output()
-        .expect("unshare");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if out.status.code() == Some(77) || (!stdout.contains("exit ") && stderr.contains("unshare")) {
-        println!(
-            "skipped: no private network namespace here: {}",
-            stderr.trim()
-        );
+    let Some((stdout, stderr)) = common::in_network_namespace(script) else {
         return;
-    }
+    };
     assert!(stdout.contains("exit 0"), "{stdout}{stderr}");
     assert_eq!(
         stderr

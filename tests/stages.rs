@@ -71,20 +71,8 @@ impl Recorder {
                             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                             Err(_) => break Ending::Reset,
                         }
-                        const PREFIX: &[u8] = b"TCPKaliMsgTS-";
-                        while let Some(at) = pending.windows(PREFIX.len()).position(|w| w == PREFIX)
-                        {
-                            let Some(hex) = pending.get(at + PREFIX.len()..at + PREFIX.len() + 16)
-                            else {
-                                break;
-                            };
-                            let stamp = std::str::from_utf8(hex)
-                                .ok()
-                                .and_then(|h| u64::from_str_radix(h, 16).ok())
-                                .unwrap_or(0);
-                            pending.drain(..at + PREFIX.len() + 16);
-                            lock(&s).push(stamp);
-                        }
+                        let stamps = common::take_marker_stamps(&mut pending);
+                        lock(&s).extend(stamps);
                     };
                     let mut all = lock(&c);
                     all[index].ended = Some(Instant::now());

@@ -907,3 +907,44 @@ pub fn limit_open_files(cmd: &mut std::process::Command, n: u64) {
         });
     }
 }
+
+/// Runs `script` under `sh` in a network namespace of its own (`$1` is
+/// the tcpkali binary), bounded to 20 s; its stdout and stderr, or `None`
+/// (said on stdout) where no namespace can be made or the script exits 77
+/// because a piece of it is missing here.
+pub fn in_network_namespace(script: &str) -> Option<(String, String)> {
+    let out = Command::new("timeout")
+        .args(["20", "unshare", "-n", "sh", "-c", script, "sh"])
+        .arg(env!("CARGO_BIN_EXE_tcpkali"))
+        .output()
+        .expect("unshare");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.code() == Some(77) || (!stdout.contains("exit ") && stderr.contains("unshare")) {
+        println!(
+            "skipped: no private network namespace here: {}",
+            stderr.trim()
+        );
+        return None;
+    }
+    Some((stdout, stderr))
+}
+
+/// Takes the `\{message.marker}` stamps (wall-clock µs) out of `pending`,
+/// leaving a marker split at its end for the next read.
+pub fn take_marker_stamps(pending: &mut Vec<u8>) -> Vec<u64> {
+    const PREFIX: &[u8] = b"TCPKaliMsgTS-";
+    let mut stamps = Vec::new();
+    while let Some(at) = pending.windows(PREFIX.len()).position(|w| w == PREFIX) {
+        let Some(hex) = pending.get(at + PREFIX.len()..at + PREFIX.len() + 16) else {
+            break;
+        };
+        let stamp = std::str::from_utf8(hex)
+            .ok()
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .unwrap_or(0);
+        pending.drain(..at + PREFIX.len() + 16);
+        stamps.push(stamp);
+    }
+    stamps
+}
