@@ -1,15 +1,20 @@
 //! Outputs that outlive a long run: every output file is checked before
 //! anything starts; during the run the `--json` and `--latency-hgrm` files
-//! are rewritten with the run so far (atomically: a reader or a crash sees
-//! the previous version or the new one, never half a file); and a write
-//! that fails mid-run warns and lets the run go on, with a closing line
-//! that names what could not be written.
+//! are rewritten with the run so far, and the `--latency-log` gets its
+//! intervals; a write that fails mid-run warns and lets the run go on,
+//! with a closing line that names what could not be written.
+//!
+//! Owns the health of every output and the run's report as the JSON
+//! describes it. Reads the supervisor's region and plan; writes files only
+//! through `files`, and the report's contents come from `results`.
 
-use super::{Phase, StartError, Supervisor};
+use super::{wall_seconds, Phase, StartError, Supervisor};
 use crate::cli::config::Options;
-use crate::supervisor::results::{self, RunReport};
-use std::fs::{self, File, OpenOptions};
+use crate::supervisor::files;
+use crate::supervisor::report;
+use crate::supervisor::results::{self, RunReport, WorkerFigures};
 use std::io::{self, Write};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tcpkali_ipc::{Gauge, Snapshot};
 
@@ -34,62 +39,9 @@ pub fn check(opts: &Options) -> Result<(), StartError> {
         ));
     }
     for (what, path) in targets {
-        probe(&path).map_err(|e| StartError::Output(what, e))?;
+        files::probe(&path).map_err(|e| StartError::Output(what, e))?;
     }
     Ok(())
-}
-
-/// Creates (and removes) a file beside `path`; `path` itself must not be
-/// a directory. A device or a pipe that exists is taken as writable.
-fn probe(path: &str) -> io::Result<()> {
-    match fs::metadata(path) {
-        Ok(m) if m.is_dir() => {
-            return Err(io::Error::new(
-                io::ErrorKind::IsADirectory,
-                "is a directory",
-            ))
-        }
-        Ok(m) if !m.is_file() => return Ok(()),
-        _ => {}
-    }
-    let beside = format!("{path}.probe-{}", std::process::id());
-    File::create(&beside)?;
-    fs::remove_file(&beside)
-}
-
-/// Whether `path` names something other than a regular file (a device, a
-/// pipe): it is written in place, and only once, at the end.
-fn is_special(path: &str) -> bool {
-    fs::metadata(path).is_ok_and(|m| !m.is_file())
-}
-
-/// Writes `bytes` to `path` through `path.tmp` and a rename, after making
-/// the new contents durable.
-pub fn write_atomic(path: &str, bytes: &[u8]) -> io::Result<()> {
-    let tmp = format!("{path}.tmp");
-    let written = File::create(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_data()
-    });
-    match written.and_then(|()| fs::rename(&tmp, path)) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
-}
-
-/// Writes a whole output file: atomically for a regular file, in place
-/// for a device or a pipe.
-pub fn write_file(path: &str, bytes: &[u8]) -> io::Result<()> {
-    if is_special(path) {
-        let mut f = OpenOptions::new().write(true).truncate(true).open(path)?;
-        f.write_all(bytes)?;
-        f.flush()
-    } else {
-        write_atomic(path, bytes)
-    }
 }
 
 /// How one output has fared.
@@ -193,7 +145,7 @@ impl Supervisor {
     /// snapshot of the reports is written when one is due.
     pub(super) fn tend_outputs(&mut self, now: Instant, phase: &Phase, snap: &Snapshot) {
         if let Some(feed) = &self.statsd {
-            let errors = feed.client.errors();
+            let errors = feed.errors();
             if errors > self.outputs.statsd_lost {
                 self.outputs.statsd_lost = errors;
                 let name = self.statsd_name();
@@ -262,19 +214,70 @@ impl Supervisor {
         let Some(path) = self.plan.opts.json.clone() else {
             return;
         };
-        if path == "-" || (!report.final_report && is_special(&path)) {
+        if path == "-" || (!report.final_report && files::is_special(&path)) {
             return;
         }
         let name = format!("--json={path}");
-        match write_file(&path, report.to_json_text().as_bytes()) {
+        match files::write_file(&path, report.to_json_text().as_bytes()) {
             Ok(()) => self.outputs.written(&name),
             Err(e) => self.outputs.failed(&name, action, &e),
         }
     }
 
+    /// The run as the JSON report describes it.
+    pub(super) fn run_report(&self, delta: Snapshot, duration: f64, channels: u64) -> RunReport {
+        let end = wall_seconds();
+        let workers = (0..self.region.workers())
+            .map(|i| {
+                let slot = self.region.slot(i);
+                WorkerFigures {
+                    index: i,
+                    pid: slot.gauges.get(Gauge::Pid),
+                    restarts: slot.control.restarts.load(Ordering::Relaxed),
+                    totals: Snapshot::of_slot(slot),
+                }
+            })
+            .collect::<Vec<_>>();
+        RunReport {
+            // Arguments need not be UTF-8 (`-m $'\xff'`).
+            command_line: std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+            start: end - duration,
+            end,
+            delta,
+            duration,
+            channels,
+            message_rates: self.plan.opts.message_marker,
+            percentiles: self.plan.opts.latency.percentiles.clone(),
+            latency: report::latency_kinds(&self.plan.opts)
+                .into_iter()
+                .map(|l| (l.name.to_string(), self.histogram(l.kind)))
+                .collect(),
+            restarts: workers.iter().map(|w| w.restarts).sum(),
+            workers,
+            hosts: 1,
+            final_report: true,
+        }
+    }
+
+    /// One interval line per measured kind in the `--latency-log`.
+    pub(super) fn log_interval(&mut self) {
+        if self.interval_log.is_none() {
+            return;
+        }
+        let kinds = report::latency_kinds(&self.plan.opts);
+        let hists: Vec<_> = kinds
+            .iter()
+            .map(|l| self.region.histogram(l.kind, &self.layout))
+            .collect();
+        let names: Vec<&str> = kinds.iter().map(|l| l.name).collect();
+        self.write_log_interval(wall_seconds(), &names, &hists);
+    }
+
     /// Appends an interval to the `--latency-log`; a failed write leaves
     /// the interval open, so the next one covers it.
-    pub(super) fn write_log_interval(
+    fn write_log_interval(
         &mut self,
         now: f64,
         names: &[&str],
@@ -327,13 +330,6 @@ impl Supervisor {
 mod tests {
     use super::*;
 
-    fn temp(name: &str) -> String {
-        std::env::temp_dir()
-            .join(format!("tcpkali-outputs-{}-{name}", std::process::id()))
-            .to_string_lossy()
-            .into_owned()
-    }
-
     #[test]
     fn a_missing_directory_is_refused_at_start() {
         let tmp = std::env::temp_dir().to_string_lossy().into_owned();
@@ -357,23 +353,6 @@ mod tests {
             ..Options::default()
         };
         assert!(check(&o).is_err(), "a directory is no log file");
-    }
-
-    #[test]
-    fn atomic_writes_replace_and_leave_no_temporary_file() {
-        let p = temp("atomic");
-        write_atomic(&p, b"one").expect("first");
-        write_atomic(&p, b"two").expect("second");
-        assert_eq!(fs::read(&p).expect("read"), b"two");
-        assert!(fs::metadata(format!("{p}.tmp")).is_err());
-        let _ = fs::remove_file(&p);
-    }
-
-    #[test]
-    fn a_full_device_is_an_error_not_a_crash() {
-        assert!(is_special("/dev/full"));
-        let e = write_file("/dev/full", b"x").expect_err("ENOSPC");
-        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
     }
 
     #[test]
