@@ -1,17 +1,18 @@
 //! Outputs that outlive a long run: every output file is checked before
 //! anything starts; during the run the `--json` and `--latency-hgrm` files
-//! are rewritten with the run so far (atomically: a reader or a crash sees
-//! the previous version or the new one, never half a file); and a write
-//! that fails mid-run warns and lets the run go on, with a closing line
-//! that names what could not be written.
+//! are rewritten with the run so far, and the `--latency-log` gets its
+//! intervals; a write that fails mid-run warns and lets the run go on,
+//! with a closing line that names what could not be written.
+//!
+//! Owns the health of every output: what failed, when it was last said,
+//! and the closing line. Probes files only through `files`; what is
+//! written, and when, is `reporting`'s.
 
-use super::{Phase, StartError, Supervisor};
 use crate::cli::config::Options;
-use crate::supervisor::results::{self, RunReport};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use crate::supervisor::files;
+use crate::supervisor::results;
+use crate::supervisor::start_error::StartError;
 use std::time::{Duration, Instant};
-use tcpkali_ipc::{Gauge, Snapshot};
 
 /// A failing output warns again at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(60);
@@ -34,62 +35,9 @@ pub fn check(opts: &Options) -> Result<(), StartError> {
         ));
     }
     for (what, path) in targets {
-        probe(&path).map_err(|e| StartError::Output(what, e))?;
+        files::probe(&path).map_err(|e| StartError::Output(what, e))?;
     }
     Ok(())
-}
-
-/// Creates (and removes) a file beside `path`; `path` itself must not be
-/// a directory. A device or a pipe that exists is taken as writable.
-fn probe(path: &str) -> io::Result<()> {
-    match fs::metadata(path) {
-        Ok(m) if m.is_dir() => {
-            return Err(io::Error::new(
-                io::ErrorKind::IsADirectory,
-                "is a directory",
-            ))
-        }
-        Ok(m) if !m.is_file() => return Ok(()),
-        _ => {}
-    }
-    let beside = format!("{path}.probe-{}", std::process::id());
-    File::create(&beside)?;
-    fs::remove_file(&beside)
-}
-
-/// Whether `path` names something other than a regular file (a device, a
-/// pipe): it is written in place, and only once, at the end.
-fn is_special(path: &str) -> bool {
-    fs::metadata(path).is_ok_and(|m| !m.is_file())
-}
-
-/// Writes `bytes` to `path` through `path.tmp` and a rename, after making
-/// the new contents durable.
-pub fn write_atomic(path: &str, bytes: &[u8]) -> io::Result<()> {
-    let tmp = format!("{path}.tmp");
-    let written = File::create(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_data()
-    });
-    match written.and_then(|()| fs::rename(&tmp, path)) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
-}
-
-/// Writes a whole output file: atomically for a regular file, in place
-/// for a device or a pipe.
-pub fn write_file(path: &str, bytes: &[u8]) -> io::Result<()> {
-    if is_special(path) {
-        let mut f = OpenOptions::new().write(true).truncate(true).open(path)?;
-        f.write_all(bytes)?;
-        f.flush()
-    } else {
-        write_atomic(path, bytes)
-    }
 }
 
 /// How one output has fared.
@@ -115,6 +63,34 @@ pub struct Outputs {
 }
 
 impl Outputs {
+    /// Whether a snapshot is due at `now` in a steady state that began
+    /// `since` (the first one interval after it); when it is, the next
+    /// one is set an interval on.
+    pub fn snapshot_due(&mut self, now: Instant, since: Instant) -> bool {
+        if self.interval.is_zero() {
+            return false;
+        }
+        let next = *self.next_snapshot.get_or_insert(since + self.interval);
+        if now < next {
+            return false;
+        }
+        self.next_snapshot = Some(now + self.interval);
+        true
+    }
+
+    /// The run is over: failures from now on no longer say it goes on.
+    pub fn run_over(&mut self) {
+        self.ending = true;
+    }
+
+    /// StatsD has lost `errors` datagrams in all: true when that is more
+    /// than last said.
+    pub fn statsd_lost_more(&mut self, errors: u64) -> bool {
+        let more = errors > self.statsd_lost;
+        self.statsd_lost = self.statsd_lost.max(errors);
+        more
+    }
+
     /// Snapshots every `interval` (zero: none).
     pub fn new(interval: Duration) -> Outputs {
         Outputs {
@@ -188,152 +164,9 @@ impl Outputs {
     }
 }
 
-impl Supervisor {
-    /// Once per progress tick: StatsD losses become warnings, and a
-    /// snapshot of the reports is written when one is due.
-    pub(super) fn tend_outputs(&mut self, now: Instant, phase: &Phase, snap: &Snapshot) {
-        if let Some(feed) = &self.statsd {
-            let errors = feed.client.errors();
-            if errors > self.outputs.statsd_lost {
-                self.outputs.statsd_lost = errors;
-                let name = self.statsd_name();
-                self.outputs.failed(
-                    &name,
-                    "sending",
-                    &format!("{errors} datagrams could not be sent"),
-                );
-            }
-        }
-        if self.outputs.interval.is_zero() {
-            return;
-        }
-        // The steady state has nothing to report before it starts, and a
-        // report of the ramp-up would not be a part of the final one.
-        let Phase::Steady { since, base } = phase else {
-            return;
-        };
-        let next = *self
-            .outputs
-            .next_snapshot
-            .get_or_insert_with(|| *since + self.outputs.interval);
-        if now < next {
-            return;
-        }
-        self.outputs.next_snapshot = Some(now + self.outputs.interval);
-        let delta = snap.since(base);
-        let measured = now.saturating_duration_since(*since).as_secs_f64();
-        let channels = snap
-            .gauge(Gauge::OpenIn)
-            .saturating_add(snap.gauge(Gauge::OpenOut));
-        let o = &self.plan.opts;
-        if o.latency_hgrm.is_some() || o.json.as_deref().is_some_and(|p| p != "-") {
-            let judgement = self.judgement(&delta);
-            let mut report = self.run_report(delta, measured, channels, judgement);
-            report.final_report = false;
-            self.write_reports(&report, "writing a snapshot");
-        }
-        if let (Some((log, _)), Some(path)) =
-            (self.interval_log.as_mut(), &self.plan.opts.latency_log)
-        {
-            let name = format!("--latency-log={path}");
-            match log.sync() {
-                Ok(()) => {}
-                Err(e) => self.outputs.failed(&name, "flushing", &e),
-            }
-        }
-    }
-
-    fn statsd_name(&self) -> String {
-        let o = &self.plan.opts.statsd;
-        format!("StatsD {}:{}", o.host, o.port)
-    }
-
-    /// The `--latency-hgrm` files and the `--json` file (when it is a
-    /// regular file) for `report`.
-    fn write_reports(&mut self, report: &RunReport, action: &str) {
-        if let Some(prefix) = self.plan.opts.latency_hgrm.clone() {
-            for (kind, h) in &report.latency {
-                let name = format!("--latency-hgrm={}", results::hgrm_path(&prefix, kind));
-                match results::write_hgrm(&prefix, kind, h) {
-                    Ok(_) => self.outputs.written(&name),
-                    Err(e) => self.outputs.failed(&name, action, &e),
-                }
-            }
-        }
-        let Some(path) = self.plan.opts.json.clone() else {
-            return;
-        };
-        if path == "-" || (!report.final_report && is_special(&path)) {
-            return;
-        }
-        let name = format!("--json={path}");
-        match write_file(&path, report.to_json_text().as_bytes()) {
-            Ok(()) => self.outputs.written(&name),
-            Err(e) => self.outputs.failed(&name, action, &e),
-        }
-    }
-
-    /// Appends an interval to the `--latency-log`; a failed write leaves
-    /// the interval open, so the next one covers it.
-    pub(super) fn write_log_interval(
-        &mut self,
-        now: f64,
-        names: &[&str],
-        hists: &[hdrhistogram::Histogram<u64>],
-    ) {
-        let Some((log, since)) = self.interval_log.as_mut() else {
-            return;
-        };
-        let name = format!(
-            "--latency-log={}",
-            self.plan.opts.latency_log.as_deref().unwrap_or_default()
-        );
-        match log.interval(now, *since, names, hists) {
-            Ok(()) => {
-                *since = now;
-                self.outputs.written(&name);
-            }
-            Err(e) => self.outputs.failed(&name, "writing an interval", &e),
-        }
-    }
-
-    /// The end of a run: the final reports, the summary (on stdout, or on
-    /// stderr when the JSON goes to stdout), and a last line naming what
-    /// could not be written. Failures here do not change the exit status:
-    /// the run itself went as it went.
-    pub(super) fn write_final(&mut self, report: &RunReport, summary: &str) {
-        self.outputs.ending = true;
-        self.write_reports(report, "writing the final report");
-        let to_stdout = if self.plan.opts.json.as_deref() == Some("-") {
-            diag_raw!("{summary}");
-            report.to_json_text()
-        } else {
-            summary.to_string()
-        };
-        let mut out = io::stdout();
-        match out
-            .write_all(to_stdout.as_bytes())
-            .and_then(|()| out.flush())
-        {
-            Ok(()) => {}
-            Err(e) => self.outputs.failed("stdout", "writing", &e),
-        }
-        if let Some(line) = self.outputs.closing_line() {
-            diag!("{line}");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn temp(name: &str) -> String {
-        std::env::temp_dir()
-            .join(format!("tcpkali-outputs-{}-{name}", std::process::id()))
-            .to_string_lossy()
-            .into_owned()
-    }
 
     #[test]
     fn a_missing_directory_is_refused_at_start() {
@@ -358,23 +191,6 @@ mod tests {
             ..Options::default()
         };
         assert!(check(&o).is_err(), "a directory is no log file");
-    }
-
-    #[test]
-    fn atomic_writes_replace_and_leave_no_temporary_file() {
-        let p = temp("atomic");
-        write_atomic(&p, b"one").expect("first");
-        write_atomic(&p, b"two").expect("second");
-        assert_eq!(fs::read(&p).expect("read"), b"two");
-        assert!(fs::metadata(format!("{p}.tmp")).is_err());
-        let _ = fs::remove_file(&p);
-    }
-
-    #[test]
-    fn a_full_device_is_an_error_not_a_crash() {
-        assert!(is_special("/dev/full"));
-        let e = write_file("/dev/full", b"x").expect_err("ENOSPC");
-        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
     }
 
     #[test]

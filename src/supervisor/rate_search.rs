@@ -2,6 +2,13 @@
 //! whose 95th-percentile message latency stays within a target. First the
 //! rate is multiplied by 4 while latency stays low, then a binary search
 //! narrows it down (tcpkali's algorithm, without its division by zero).
+//!
+//! Owns the search and its clock: which ticks are due in the steady state,
+//! and the line that announces a new rate. The supervisor measures the
+//! latency and applies the rates; nothing here reads the region.
+
+use crate::cli::units::fmt_g;
+use std::time::Duration;
 
 /// Binary-search steps allowed before the search gives up.
 const MAX_STEPS: u32 = 15;
@@ -139,6 +146,68 @@ impl RateSearch {
         self.last_short = None;
         self.rising = 0;
         Step::SetRate(rate)
+    }
+}
+
+/// The search as a run feeds it: a short tick every tenth of a step and
+/// a long one every step, counted from the start of the steady state.
+#[derive(Debug, Clone)]
+pub struct Feed {
+    search: RateSearch,
+    short_ticks: u128,
+    long_ticks: u128,
+}
+
+impl Feed {
+    /// A search for `target` seconds starting at `rate` messages/s.
+    pub fn new(target: f64, rate: f64) -> Feed {
+        Feed {
+            search: RateSearch::new(target, rate),
+            short_ticks: 0,
+            long_ticks: 0,
+        }
+    }
+
+    /// The ticks due `elapsed` into the steady state with steps of `step`:
+    /// (a short tick, a long tick), or `None` when neither is.
+    pub fn due(&mut self, elapsed: Duration, step: Duration) -> Option<(bool, bool)> {
+        let short = elapsed.as_nanos() / (step / 10).as_nanos().max(1);
+        let long = elapsed.as_nanos() / step.as_nanos().max(1);
+        if short == self.short_ticks && long == self.long_ticks {
+            return None;
+        }
+        let fresh = short != self.short_ticks;
+        let decide = long != self.long_ticks;
+        self.short_ticks = short;
+        self.long_ticks = long;
+        Some((fresh, decide))
+    }
+
+    /// Feeds the `due` ticks the 95th-percentile latency (seconds) since
+    /// the last rate change; a long tick says what to do next.
+    pub fn feed(&mut self, (fresh, decide): (bool, bool), latency: f64) -> Option<Step> {
+        if fresh {
+            self.search.short_tick(latency);
+        }
+        decide.then(|| self.search.long_tick(latency))
+    }
+
+    /// The line announcing that `rate` is tried, with the range known.
+    pub fn attempt_line(&self, rate: f64) -> String {
+        let (lo, hi) = self.search.range();
+        let show = |v: f64| {
+            if v.is_infinite() {
+                "inf".to_string()
+            } else {
+                fmt_g(v)
+            }
+        };
+        format!(
+            "Attempting --message-rate {} (in range {}..{})",
+            fmt_g(rate),
+            show(lo),
+            show(hi)
+        )
     }
 }
 

@@ -1,6 +1,10 @@
 //! The text users and scripts read: the final summary (stdout) and the live
-//! progress line (stderr), in tcpkali's formats.
+//! progress line (stderr), in tcpkali's formats, with the smoothed rates
+//! the live line shows; which latency kinds a run's options measure; and
+//! `say`, the one way a message line is printed beside the progress line.
+//! Formats the values it is given and reads nothing else.
 
+use crate::cli::config::Options;
 use crate::cli::units::fmt_g;
 use hdrhistogram::Histogram;
 use tcpkali_ipc::{Counter, Gauge, HistKind, Snapshot};
@@ -181,6 +185,54 @@ impl Smoothed {
     }
 }
 
+/// Smoothed live rates: the progress line's and StatsD's.
+#[derive(Debug, Default)]
+pub struct Rates {
+    rx: Smoothed,
+    tx: Smoothed,
+    msgs_rx: Smoothed,
+    msgs_tx: Smoothed,
+    errors: Smoothed,
+}
+
+impl Rates {
+    /// Takes in the counters' change `delta` over `dt` seconds.
+    pub fn update(&mut self, dt: f64, delta: &Snapshot) {
+        self.rx
+            .update(dt, delta.get(Counter::BytesRcvd) as f64 * 8.0);
+        self.tx
+            .update(dt, delta.get(Counter::BytesSent) as f64 * 8.0);
+        self.msgs_rx.update(dt, delta.get(Counter::MsgsRcvd) as f64);
+        self.msgs_tx.update(dt, delta.get(Counter::MsgsSent) as f64);
+        self.errors.update(dt, errors_total(delta) as f64);
+    }
+
+    /// Connection errors per second.
+    pub fn errors_per_s(&self) -> f64 {
+        self.errors.value()
+    }
+
+    /// The receive and send rates, bits/s.
+    pub fn bitrates(&self) -> (f64, f64) {
+        (self.rx.value(), self.tx.value())
+    }
+
+    /// The received and sent message rates, per second.
+    pub fn message_rates(&self) -> (f64, f64) {
+        (self.msgs_rx.value(), self.msgs_tx.value())
+    }
+}
+
+/// Prints a message line on stderr; on a terminal (`tty`), over the
+/// progress line, which is then drawn again below it.
+pub fn say(tty: bool, line: &str) {
+    if tty {
+        diag!("\x1b[K{line}");
+    } else {
+        diag!("{line}");
+    }
+}
+
 /// `2026-11-27T16:30:05Z`: UTC, to the second, for log lines.
 pub fn utc_timestamp(t: std::time::SystemTime) -> String {
     let secs = t
@@ -272,6 +324,24 @@ pub const LATENCY_KINDS: [KindLabel; 5] = [
         short: "mi",
     },
 ];
+
+/// The latency kinds a run with `o` measures, in tcpkali's order. Latency
+/// from the intended send time exists where there is a schedule (`-r`)
+/// and request/response markers to time.
+pub fn latency_kinds(o: &Options) -> Vec<&'static KindLabel> {
+    let paced = o.message_rate.is_some() || o.latency.target.is_some();
+    LATENCY_KINDS
+        .iter()
+        .filter(|l| match l.kind {
+            HistKind::Connect => o.latency.connect,
+            HistKind::TlsHandshake => o.latency.connect && o.ssl.is_some(),
+            HistKind::FirstByte => o.latency.first_byte,
+            HistKind::Message => o.latency.marker.is_some() || o.message_marker,
+            HistKind::MessageIntended => o.latency.marker.is_some() && paced,
+            HistKind::SendLag | HistKind::WakeLate => false,
+        })
+        .collect()
+}
 
 /// `<title> at percentiles: 0.043/0.051/0.060 ms (95/99/99.5%)`.
 pub fn latency_line(title: &str, h: &Histogram<u64>, percentiles: &[(String, f64)]) -> String {

@@ -5,9 +5,14 @@
 //! Histograms travel in HdrHistogram's standard compressed V2 encoding,
 //! base64: any HdrHistogram implementation reads them, and merging them is
 //! exact (percentiles cannot be averaged, histograms can be added).
+//!
+//! Owns the report in memory and the files' contents; the JSON document's
+//! exact form (field order, schema revisions) is its child `wire`'s, and
+//! whole files are written through `files`. Knows nothing of the running
+//! supervisor.
 
+use crate::supervisor::files;
 use crate::supervisor::judge::Judgement;
-use crate::supervisor::outputs;
 use crate::supervisor::report::{self, SummaryInput};
 use base64::Engine as _;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
@@ -280,7 +285,7 @@ pub fn write_outputs(summary: &str, json_out: Option<&str>, json: &str) -> i32 {
             let _ = out.write_all(summary.as_bytes());
             let _ = out.flush();
             if let Some(path) = other {
-                if let Err(e) = outputs::write_file(path, json.as_bytes()) {
+                if let Err(e) = files::write_file(path, json.as_bytes()) {
                     diag!("--json={path}: {e}");
                     status = 1;
                 }
@@ -368,7 +373,7 @@ impl IntervalLog {
 /// HdrHistogram tools and hdr-plot expect.
 pub fn write_hgrm(prefix: &str, kind: &str, h: &Histogram<u64>) -> std::io::Result<String> {
     let path = hgrm_path(prefix, kind);
-    outputs::write_atomic(&path, hgrm_text(h).as_bytes())?;
+    files::write_atomic(&path, hgrm_text(h).as_bytes())?;
     Ok(path)
 }
 

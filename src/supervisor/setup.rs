@@ -1,6 +1,8 @@
 //! From parsed options to a runnable plan: resolve destinations and listen
-//! addresses, choose source addresses, size the worker pool, and print the
-//! start-up lines tcpkali prints.
+//! addresses, choose source addresses, size the worker pool (within the
+//! kernel's limits, which `limits` reads), find what the plan outgrows,
+//! and print the start-up lines tcpkali prints. Then, for the supervisor,
+//! what every worker shares and each worker's own share.
 
 use crate::cli::config::{Options, SslOptions};
 use crate::content::expr::{Piece, RenderCtx, Scope, Template};
@@ -8,6 +10,7 @@ use crate::content::payload::{Payload, MIN_CYCLE};
 use crate::content::Content;
 use crate::proto::tcp::{self, Bracketed, SockOpts};
 use crate::proto::tls::{ServerIdentity, TlsConfig, TlsConfigError, Trust, Versions};
+use crate::supervisor::limits::{self, fds_per_worker, workers_to_fit, Shortfall, MAX_WORKERS};
 use crate::supervisor::stages;
 use crate::worker::latency;
 use crate::worker::pace::Rate;
@@ -33,6 +36,8 @@ pub struct Plan {
     pub listen: Vec<SocketAddr>,
     /// `--ssl`: the TLS set-up every worker inherits.
     pub tls: Option<TlsConfig>,
+    /// The kernel limits this run outgrows, printed before the first fork.
+    pub shortfalls: Vec<Shortfall>,
 }
 
 /// Why the plan could not be made.
@@ -87,10 +92,6 @@ impl fmt::Display for SetupError {
     }
 }
 
-/// Most workers the command line allows (`-w`), and the most the
-/// descriptor limit may ask for.
-pub const MAX_WORKERS: usize = 1024;
-
 /// One CPU's worth of workers: the CPUs this process may use, or fewer when
 /// a pure client asks for fewer connections than that.
 pub fn cpu_workers(opts: &Options, cpus: usize) -> usize {
@@ -101,26 +102,6 @@ pub fn cpu_workers(opts: &Options, cpus: usize) -> usize {
     } else {
         cpus
     }
-}
-
-/// Descriptors the busiest of `workers` workers holds: its outgoing
-/// connections; on a self-loop (listening and connecting) the accepted
-/// ends too, with room for SO_REUSEPORT's uneven hashing; every worker's
-/// listeners (all are opened before the first fork); stdio, the poller and
-/// a margin.
-pub fn fds_per_worker(opts: &Options, listen_addrs: usize, workers: usize) -> u64 {
-    let workers = workers.max(1);
-    let out = share(stages::peak_connections(opts), workers, 0);
-    let self_loop = opts.listen.is_some() && !opts.destinations.is_empty();
-    let accepted = if self_loop { out + out / 16 + 16 } else { 0 };
-    let listeners = (listen_addrs * workers) as u64;
-    out + accepted + listeners + 32
-}
-
-/// The fewest workers whose descriptors fit under `limit` each, if any
-/// count up to [`MAX_WORKERS`] does.
-pub fn workers_to_fit(opts: &Options, listen_addrs: usize, limit: u64) -> Option<usize> {
-    (1..=MAX_WORKERS).find(|&w| fds_per_worker(opts, listen_addrs, w) <= limit)
 }
 
 /// How many workers run without `-w`, and whether the descriptor limit
@@ -217,6 +198,7 @@ pub fn prepare(opts: Options) -> Result<Plan, SetupError> {
             w
         }
     };
+    let shortfalls = limits::check(&opts, workers, listen.len(), &destinations, &sources);
     Ok(Plan {
         opts,
         workers,
@@ -225,6 +207,7 @@ pub fn prepare(opts: Options) -> Result<Plan, SetupError> {
         sources,
         listen,
         tls,
+        shortfalls,
     })
 }
 
@@ -490,14 +473,6 @@ pub fn source_subset(sources: &[SocketAddr], _workers: usize, i: usize) -> Vec<S
         .collect()
 }
 
-/// Connections each (source, destination) pair carries at most, when
-/// `connections` are spread evenly over destinations and their sources
-/// (no sources: the kernel's single choice).
-pub fn connections_per_pair(connections: u64, sources: &[Vec<SocketAddr>]) -> u64 {
-    let pairs: u64 = sources.iter().map(|s| s.len().max(1) as u64).sum();
-    connections.div_ceil(pairs.max(1))
-}
-
 /// Pre-renders static content for one side (client frames are masked,
 /// server frames are not).
 fn render_static(content: &Content, client_side: bool, rng: &mut oorandom::Rand32) -> Payload {
@@ -745,7 +720,7 @@ mod tests {
         assert_eq!(source_subset(&s[..1], 2, 1), vec![s[0]]);
         assert!(source_subset(&[], 2, 1).is_empty());
         let per_dest = vec![s.clone(), Vec::new()];
-        assert_eq!(connections_per_pair(100, &per_dest), 20);
+        assert_eq!(limits::connections_per_pair(100, &per_dest), 20);
     }
 
     #[test]

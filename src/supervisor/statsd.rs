@@ -7,10 +7,20 @@
 //! work, a host that does not resolve is an error at start-up instead of
 //! being ignored, and an empty namespace gives bare metric names instead of
 //! names that start with `.`.
+//!
+//! Owns the client (the socket, the line format, the packing) and the
+//! run's feed: the counters last reported and the latency window. The
+//! supervisor hands the feed plain values each tick (a snapshot, the
+//! smoothed rates, the histograms); nothing here reads the region.
 
+use crate::cli::config::StatsdOpts;
+use crate::supervisor::report::ERROR_KINDS;
+use hdrhistogram::Histogram;
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::time::{Duration, Instant};
+use tcpkali_ipc::{Counter, Gauge, Snapshot};
 
 /// The largest datagram `datagrams` builds (unless a single line is longer):
 /// it fits an Ethernet MTU after IPv6 and UDP headers with room to spare.
@@ -263,6 +273,143 @@ impl Statsd {
     /// Datagrams that could not be sent so far.
     pub fn errors(&self) -> u64 {
         self.errors
+    }
+}
+
+/// The run's StatsD feed: the client, the counters it last reported and
+/// the state of its latency window.
+pub struct Feed {
+    client: Statsd,
+    /// `--statsd-latency-window`: latency gauges over windows this long.
+    window: Option<Duration>,
+    /// The snapshot the previous report was computed from.
+    last: Snapshot,
+    window_start: Instant,
+    /// Histograms at the start of the current latency window.
+    window_base: Vec<Histogram<u64>>,
+}
+
+impl Feed {
+    /// Connects to the `--statsd` host and sends the opening zero report.
+    pub fn connect(o: &StatsdOpts) -> Result<Feed, StatsdError> {
+        let mut client = Statsd::connect(&o.host, o.port, &o.namespace)?;
+        client.zero();
+        Ok(Feed {
+            client,
+            window: o.latency_window,
+            last: Snapshot::default(),
+            window_start: Instant::now(),
+            window_base: Vec::new(),
+        })
+    }
+
+    /// Whether latency is reported over windows: [`Feed::report`] then
+    /// wants the region's raw histograms, whose counts only grow.
+    pub fn windowed(&self) -> bool {
+        self.window.is_some()
+    }
+
+    /// Datagrams that could not be sent so far.
+    pub fn errors(&self) -> u64 {
+        self.client.errors()
+    }
+
+    /// One report: counters and gauges every tick; latency gauges with
+    /// them (cumulative), or alone once per window (computed over the
+    /// window). `bitrates`: the smoothed receive and send rates, bits/s;
+    /// `latency`: each measured kind's name and histogram, cumulative
+    /// (windowed: the region's raw ones; otherwise as the summary reports
+    /// them, since the last `-r @` rate change).
+    pub fn report(
+        &mut self,
+        snap: &Snapshot,
+        bitrates: (f64, f64),
+        now: Instant,
+        latency: Vec<(&str, Histogram<u64>)>,
+        percentiles: &[(String, f64)],
+    ) {
+        // Deltas since the last report, so the counters add up to the
+        // run's totals.
+        let delta = snap.since(&self.last);
+        self.last = *snap;
+        let (names, current): (Vec<&str>, Vec<Histogram<u64>>) = latency.into_iter().unzip();
+        let (latency_now, shown): (bool, Vec<Histogram<u64>>) = match self.window {
+            None => (true, current),
+            Some(w) if now.duration_since(self.window_start) >= w => {
+                self.window_start = now;
+                let base = std::mem::replace(&mut self.window_base, current.clone());
+                let diff = current
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| {
+                        let mut d = h.clone();
+                        if let Some(b) = base.get(i) {
+                            let _ = d.subtract(b);
+                        }
+                        d
+                    })
+                    .collect();
+                (true, diff)
+            }
+            Some(_) => (false, Vec::new()),
+        };
+        let values: Vec<Vec<(&str, f64)>> = shown
+            .iter()
+            .map(|h| {
+                percentiles
+                    .iter()
+                    .map(|(l, p)| (l.as_str(), h.value_at_percentile(*p) as f64 / 1000.0))
+                    .collect()
+            })
+            .collect();
+        let latency: Vec<LatencyReport<'_>> = names
+            .iter()
+            .zip(&shown)
+            .zip(&values)
+            .filter(|((_, h), _)| !h.is_empty())
+            .map(|((name, h), v)| LatencyReport {
+                kind: name,
+                percentiles: v,
+                min: h.min() as f64 / 1000.0,
+                mean: h.mean() / 1000.0,
+                max: h.max() as f64 / 1000.0,
+            })
+            .collect();
+        let errors: Vec<(&'static str, u64)> = ERROR_KINDS
+            .iter()
+            .map(|&(c, _, name)| (name, delta.get(c)))
+            .collect();
+        let report = Report {
+            errors: &errors,
+            opened: delta.get(Counter::ConnsInitiated),
+            total_in: snap.gauge(Gauge::OpenIn),
+            total_out: snap.gauge(Gauge::OpenOut),
+            bitrate_in: bitrates.0,
+            bitrate_out: bitrates.1,
+            data_rcvd: delta.get(Counter::BytesRcvd),
+            data_sent: delta.get(Counter::BytesSent),
+            reads: delta.get(Counter::Reads),
+            writes: delta.get(Counter::Writes),
+            msgs_rcvd: delta.get(Counter::MsgsRcvd),
+            msgs_sent: delta.get(Counter::MsgsSent),
+            latency: &latency,
+        };
+        self.client.send(&report, true, self.window.is_none());
+        if self.window.is_some() && latency_now {
+            self.client.send(&report, false, true);
+        }
+    }
+
+    /// The closing zero report; with `verbose`, says how many datagrams
+    /// could not be sent over the run.
+    pub fn close(&mut self, verbose: bool) {
+        self.client.zero();
+        if self.client.errors() > 0 && verbose {
+            diag!(
+                "StatsD: {} datagrams could not be sent.",
+                self.client.errors()
+            );
+        }
     }
 }
 

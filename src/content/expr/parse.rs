@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use oorandom::Rand32;
 
-use super::{
+use super::pieces::{
     ExprError, Piece, Template, MAX_FILE_LEN, MAX_RAW_DEPTH, MAX_REGEX_TEXT, MAX_TEMPLATE_LEN,
 };
 use crate::content::escape::unescape;

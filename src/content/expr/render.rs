@@ -2,7 +2,7 @@
 //! message on the workers, so it only walks pieces that the parser has
 //! already checked and sized; it never fails and never reads files.
 
-use super::{sum_lengths, Piece, RenderCtx, Template, MARKER_PREFIX};
+use super::pieces::{sum_lengths, Piece, RenderCtx, Template, MARKER_PREFIX};
 use crate::proto::ws;
 
 /// `--ws` automatic framing of one `-1`/`-m` snippet: the snippet becomes
