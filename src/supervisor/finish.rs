@@ -195,8 +195,12 @@ impl Supervisor {
         }
         judgement.thresholds = verdicts;
         let measured = (now - since).as_secs_f64();
-        // The log's last interval ends with the run.
+        // The log's last interval and the series' last row end with the run.
         self.log_interval();
+        let asked = self.judge.msgs_asked(measured);
+        let wall = super::wall_seconds() - now.elapsed().as_secs_f64();
+        self.series
+            .finish(&self.region, &self.layout, wall, last, asked);
         let report = self.run_report(
             delta,
             measured,

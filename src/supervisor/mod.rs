@@ -23,6 +23,7 @@ pub mod rate_search;
 pub mod report;
 mod reporting;
 pub mod results;
+pub mod series;
 pub mod setup;
 pub mod stages;
 mod start_error;
@@ -108,6 +109,8 @@ struct Supervisor {
     tty: bool,
     /// Stages, the generator's own load, thresholds.
     judge: judge::Judge,
+    /// The run over time, row by row.
+    series: series::Series,
 }
 
 /// Runs the whole test; returns the exit status.
@@ -214,6 +217,8 @@ impl Supervisor {
         }
         let children = Children::new(worker_plans, shared, plan.opts.max_restarts, tty);
         let judge = judge::Judge::new(&plan.opts, plan.workers);
+        let kinds = report::latency_kinds(&plan.opts);
+        let series = series::Series::new(kinds.iter().map(|l| (l.kind, l.name)).collect());
         let mut sup = Supervisor {
             plan,
             children,
@@ -227,6 +232,7 @@ impl Supervisor {
             outputs: outputs::Outputs::new(snapshot_interval),
             tty,
             judge,
+            series,
         };
         let verbose = sup.plan.opts.verbosity >= 2;
         sup.children
@@ -251,7 +257,7 @@ impl Supervisor {
         } else {
             self.region.header().steady.store(1, Ordering::Relaxed);
             let base = self.region.snapshot();
-            self.judge.steady(&self.region, &self.layout, start, &base);
+            self.steady(start, &base);
             Phase::Steady {
                 since: start,
                 base: Box::new(base),
@@ -270,11 +276,11 @@ impl Supervisor {
                 (Phase::Steady { since, .. }, Some(d)) => Some(*since + d),
                 (_, None) => None,
             };
-            // Nor past a stage's end: each stage is measured alone.
-            let end = match (end, self.judge.next_boundary()) {
-                (Some(e), Some(b)) => Some(e.min(b)),
-                (e, b) => e.or(b),
-            };
+            // Nor past a stage's end or a row's: each is measured alone.
+            let end = [end, self.judge.next_boundary(), self.next_row()]
+                .into_iter()
+                .flatten()
+                .min();
             let nap = end.map_or(TICK, |e| {
                 e.saturating_duration_since(Instant::now()).min(TICK)
             });
@@ -308,7 +314,7 @@ impl Supervisor {
                     if let Some((since, base)) = started {
                         self.say(&format!("Ramped up to {} connections.", self.connections()));
                         self.region.header().steady.store(1, Ordering::Relaxed);
-                        self.judge.steady(&self.region, &self.layout, since, &base);
+                        self.steady(since, &base);
                         phase = Phase::Steady {
                             since,
                             base: Box::new(base),
@@ -320,6 +326,9 @@ impl Supervisor {
                 Phase::Steady { since, ref base } => {
                     self.judge
                         .tick(&self.region, &self.layout, now, now - last_tick);
+                    let asked = self.judge.msgs_asked((now - since).as_secs_f64());
+                    self.series
+                        .tick(&self.region, &self.layout, wall_seconds(), asked);
                     if duration.is_some_and(|d| now - since >= d) {
                         break Ending::Completed;
                     }
@@ -350,6 +359,19 @@ impl Supervisor {
             }
         };
         self.finish(ending, start, phase, &rates)
+    }
+
+    /// The steady state began at `since`, with the counters at `base`.
+    fn steady(&mut self, since: Instant, base: &Snapshot) {
+        self.judge.steady(&self.region, &self.layout, since, base);
+        let wall = wall_seconds() - since.elapsed().as_secs_f64();
+        self.series.start(&self.region, &self.layout, wall, base);
+    }
+
+    /// When the current row of the series ends.
+    fn next_row(&self) -> Option<Instant> {
+        let ahead = self.series.next_boundary()? - wall_seconds();
+        Some(Instant::now() + Duration::from_secs_f64(ahead.max(0.0)))
     }
 
     /// When every worker has its connections up: the steady state's start

@@ -142,6 +142,7 @@ impl Supervisor {
             hosts: 1,
             final_report: true,
             judgement,
+            series: self.series.rows().to_vec(),
         }
     }
 

@@ -14,6 +14,7 @@
 use crate::supervisor::files;
 use crate::supervisor::judge::Judgement;
 use crate::supervisor::report::{self, SummaryInput};
+use crate::supervisor::series::{self, Row};
 use base64::Engine as _;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
@@ -59,6 +60,8 @@ pub struct RunReport {
     pub final_report: bool,
     /// Errors by kind, stages, the generator, thresholds.
     pub judgement: Judgement,
+    /// The steady state over time, row by row.
+    pub series: Vec<Row>,
 }
 
 /// Why reports could not be read or merged.
@@ -190,6 +193,7 @@ pub fn merge(reports: Vec<RunReport>) -> Result<RunReport, ReportError> {
         acc.hosts = acc.hosts.saturating_add(r.hosts);
         acc.final_report &= r.final_report;
         acc.judgement.merge(r.judgement);
+        acc.series = series::merge(&[&acc.series, &r.series]);
         for (name, h) in r.latency {
             match acc.latency.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, mine)) => {
@@ -458,6 +462,7 @@ mod tests {
             hosts: 1,
             final_report: true,
             judgement: Judgement::default(),
+            series: Vec::new(),
         }
     }
 

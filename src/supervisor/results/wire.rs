@@ -13,6 +13,7 @@ use super::{
 use crate::supervisor::generator::Generator;
 use crate::supervisor::judge::{Judgement, StageFigures};
 use crate::supervisor::report;
+use crate::supervisor::series::Row;
 use crate::supervisor::thresholds::Verdict;
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
@@ -86,6 +87,115 @@ pub struct ReportDoc {
     /// Whether the generator kept up (absent: not measured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator: Option<Generator>,
+    /// The steady state over time: one row per wall-clock interval.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<RowDoc>,
+}
+
+/// One row of the series.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RowDoc {
+    /// Unix seconds, a multiple of `width_s`.
+    pub t: u64,
+    pub width_s: u64,
+    /// Seconds of the run the row covers.
+    pub span_s: f64,
+    pub bytes_sent: u64,
+    pub bytes_rcvd: u64,
+    pub msgs_sent: u64,
+    pub msgs_rcvd: u64,
+    pub conns_opened: u64,
+    pub conns_closed: u64,
+    pub conns_open_out: u64,
+    pub conns_open_in: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub restarts: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msgs_asked: Option<f64>,
+    /// Per latency kind: p50, p95, p99 and max in ms, and the exact
+    /// histogram (compact, as in the latency section).
+    #[serde(default)]
+    pub latency: Vec<RowKindDoc>,
+}
+
+/// One latency kind over one row.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RowKindDoc {
+    pub kind: String,
+    #[serde(default)]
+    pub p50_ms: f64,
+    #[serde(default)]
+    pub p95_ms: f64,
+    #[serde(default)]
+    pub p99_ms: f64,
+    #[serde(default)]
+    pub max_ms: f64,
+    pub hdr: String,
+}
+
+impl RowDoc {
+    fn of(r: &Row) -> RowDoc {
+        let ms = |us: u64| us as f64 / 1000.0;
+        RowDoc {
+            t: r.t,
+            width_s: r.width,
+            span_s: r.span_s,
+            bytes_sent: r.bytes_sent,
+            bytes_rcvd: r.bytes_rcvd,
+            msgs_sent: r.msgs_sent,
+            msgs_rcvd: r.msgs_rcvd,
+            conns_opened: r.opened,
+            conns_closed: r.closed,
+            conns_open_out: r.open_out,
+            conns_open_in: r.open_in,
+            errors: r.errors.iter().cloned().collect(),
+            restarts: r.restarts,
+            msgs_asked: r.msgs_asked,
+            latency: r
+                .latency
+                .iter()
+                .map(|(kind, h)| RowKindDoc {
+                    kind: kind.clone(),
+                    p50_ms: ms(h.value_at_quantile(0.5)),
+                    p95_ms: ms(h.value_at_quantile(0.95)),
+                    p99_ms: ms(h.value_at_quantile(0.99)),
+                    max_ms: ms(h.max()),
+                    hdr: encode_histogram(h),
+                })
+                .collect(),
+        }
+    }
+
+    fn into_row(self, path: &str) -> Result<Row, ReportError> {
+        let mut latency = Vec::new();
+        for k in self.latency {
+            let h = decode_histogram(&k.hdr)
+                .map_err(|e| ReportError::Histogram(path.to_string(), e))?;
+            latency.push((k.kind, h));
+        }
+        if !matches!(self.width_s, 1 | 10 | 60) || !plausible_seconds(self.span_s) {
+            return Err(ReportError::Field(path.to_string(), "series"));
+        }
+        Ok(Row {
+            t: self.t,
+            width: self.width_s,
+            span_s: self.span_s,
+            bytes_sent: self.bytes_sent,
+            bytes_rcvd: self.bytes_rcvd,
+            msgs_sent: self.msgs_sent,
+            msgs_rcvd: self.msgs_rcvd,
+            opened: self.conns_opened,
+            closed: self.conns_closed,
+            open_out: self.conns_open_out,
+            open_in: self.conns_open_in,
+            errors: self.errors.into_iter().collect(),
+            restarts: self.restarts,
+            msgs_asked: self.msgs_asked,
+            latency,
+        })
+    }
 }
 
 /// One stage's own figures.
@@ -345,6 +455,7 @@ impl ReportDoc {
                 .collect(),
             thresholds: r.judgement.thresholds.clone(),
             generator: r.judgement.generator.clone(),
+            series: r.series.iter().map(RowDoc::of).collect(),
         }
     }
 
@@ -417,6 +528,11 @@ impl ReportDoc {
                 thresholds: self.thresholds,
                 generator: self.generator,
             },
+            series: self
+                .series
+                .into_iter()
+                .map(|r| r.into_row(path))
+                .collect::<Result<_, _>>()?,
         })
     }
 }
