@@ -335,6 +335,10 @@ pub struct Header {
     /// Per-connection message rate set-point in milli-messages per second
     /// (0 = unlimited), for run-time rate changes.
     pub rate_millis: AtomicU64,
+    /// Messages per second (in thousandths) that `-r` and the stages ask
+    /// for now over all connections, written by the supervisor at each
+    /// tick for outside readers (the Prometheus exporter).
+    pub asked_millis: AtomicU64,
 }
 
 /// A plain copy of counters, summable and subtractable.

@@ -81,7 +81,7 @@ pub(super) fn parse_destination(operand: &str) -> Result<DestSpec, String> {
 }
 
 /// Parses a `-l` value: `port`, `host:port` or `[v6]:port`.
-pub(super) fn parse_listen(text: &str) -> Result<ListenSpec, String> {
+pub fn parse_listen(text: &str) -> Result<ListenSpec, String> {
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return Ok(ListenSpec {
             host: None,

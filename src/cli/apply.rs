@@ -409,6 +409,10 @@ impl State {
                 o.thresholds.push(t);
             }
             Id::ThresholdAbort => o.threshold_abort = true,
+            Id::MetricsListen => {
+                let text = v.text()?;
+                o.metrics_listen = Some(parse_listen(text).map_err(|reason| v.invalid(reason))?);
+            }
             Id::Stage => {
                 let stage = parse_stage(v.text()?).map_err(|reason| v.invalid(reason))?;
                 o.stages.push(stage);

@@ -271,6 +271,8 @@ pub struct Options {
     /// `--threshold-abort`: end the run once a threshold has certainly
     /// failed.
     pub threshold_abort: bool,
+    /// `--metrics-listen`: where the Prometheus exporter listens.
+    pub metrics_listen: Option<ListenSpec>,
 }
 
 impl Default for Options {
@@ -317,6 +319,7 @@ impl Default for Options {
             stages: Vec::new(),
             thresholds: Vec::new(),
             threshold_abort: false,
+            metrics_listen: None,
         }
     }
 }

@@ -75,6 +75,7 @@ pub(super) enum Id {
     Stage,
     Threshold,
     ThresholdAbort,
+    MetricsListen,
 }
 
 /// What follows an option.
@@ -190,6 +191,7 @@ pub(super) static FLAGS: &[Flag] = &[
     flag(Id::MaxRestarts, &["max-restarts"], None, Req("<N>"), General, "Stop the run after this many worker restarts").default("unlimited"),
     flag(Id::ProgressInterval, &["progress-interval"], None, Req("<Time>"), General, "Progress line period when stdout is not a terminal; 0: none").default("10s"),
     flag(Id::Json, &["json"], None, Req("<file>"), General, "Write the final report as JSON (- for stdout)"),
+    flag(Id::MetricsListen, &["metrics-listen"], None, Req("[<host>:]<port>"), General, "Serve Prometheus metrics (GET /metrics) on this address for the whole run"),
     flag(Id::SnapshotInterval, &["snapshot-interval"], None, Req("<Time>"), General, "Rewrite the --json and --latency-hgrm files with the run so far this often; 0: only at the end").default("60s"),
     flag(Id::LatencyLog, &["latency-log"], None, Req("<file>"), Latency, "Write an HdrHistogram interval log (one interval a second)"),
     flag(Id::LatencyHgrm, &["latency-hgrm"], None, Req("<prefix>"), Latency, "Write <prefix>.<kind>.hgrm percentile spectra"),
@@ -380,8 +382,8 @@ mod tests {
         // tcpkali's 50 long names, plus --latency-search-step, --pin,
         // --max-restarts, --progress-interval, --json, --latency-log,
         // --latency-hgrm, --pipeline, --generate, --snapshot-interval,
-        // --ssl-verify, --ssl-ca, --stage, --threshold and
-        // --threshold-abort.
-        assert_eq!(n, 65);
+        // --ssl-verify, --ssl-ca, --stage, --threshold, --threshold-abort
+        // and --metrics-listen.
+        assert_eq!(n, 66);
     }
 }

@@ -36,6 +36,7 @@ use apply::State;
 use scan::{scan, Item};
 use validate::validate;
 
+pub use address::parse_listen;
 pub use outcome::{Action, CliError, Parsed};
 
 /// Parses the command line (`args` without the program name).

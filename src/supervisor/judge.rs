@@ -126,6 +126,30 @@ struct StagePlan {
     connections: Option<u64>,
     /// Messages asked over the whole stage (`None`: no rate).
     asked: Option<f64>,
+    /// The per-connection rate and connection count from start to end.
+    rates: Option<(f64, f64)>,
+    conns: (f64, f64),
+}
+
+impl StagePlan {
+    fn share(&self, secs: f64) -> f64 {
+        let d = self.end_s - self.start_s;
+        if d > 0.0 {
+            ((secs - self.start_s) / d).clamp(0.0, 1.0)
+        } else {
+            1.0
+        }
+    }
+
+    fn rate_at(&self, secs: f64) -> Option<f64> {
+        let (a, b) = self.rates?;
+        Some(a + (b - a) * self.share(secs))
+    }
+
+    fn conns_at(&self, secs: f64) -> f64 {
+        let (a, b) = self.conns;
+        a + (b - a) * self.share(secs)
+    }
 }
 
 fn stage_plans(opts: &Options) -> Vec<StagePlan> {
@@ -147,6 +171,8 @@ fn stage_plans(opts: &Options) -> Vec<StagePlan> {
                 rate: s.rate,
                 connections: s.connections,
                 asked,
+                rates: r.zip(r1),
+                conns: (c, c1),
             };
             (r, c, at) = (r1, c1, at + d);
             plan
@@ -401,6 +427,26 @@ impl Judge {
 
     pub fn thresholds(&self) -> &[Threshold] {
         &self.thresholds
+    }
+
+    /// Messages per second asked over all connections `secs` into the
+    /// steady state: the stages' targets then, or under the `-r @` search
+    /// the rate it set.
+    pub fn asked_rate(&self, secs: f64, region: &Region) -> f64 {
+        let (r, c) = self
+            .stages
+            .iter()
+            .find(|s| secs < s.end_s)
+            .map_or(self.hold, |s| (s.rate_at(secs), s.conns_at(secs)));
+        let searched = region
+            .header()
+            .rate_millis
+            .load(std::sync::atomic::Ordering::Relaxed);
+        match r {
+            Some(r) => r * c,
+            None if searched > 0 => searched as f64 / 1000.0 * c,
+            None => 0.0,
+        }
     }
 
     /// Messages `-r` (and the stages) asked of the first `secs` of the

@@ -16,6 +16,7 @@ mod finish;
 pub mod generator;
 pub mod judge;
 mod limits;
+pub mod metrics;
 pub mod monitor;
 pub mod outputs;
 mod progress;
@@ -187,10 +188,20 @@ impl Supervisor {
         limits::warn(&plan.shortfalls);
         let shared = setup::shared(&plan);
         let (listeners, per_worker) = open_listeners(&plan)?;
+        let exporter = match &plan.opts.metrics_listen {
+            Some(spec) => Some(
+                metrics::bind(spec.host.as_deref(), spec.port)
+                    .map_err(|(addr, e)| StartError::Bind(addr, e))?,
+            ),
+            None => None,
+        };
         let worker_plans = setup::worker_plans(&plan, &per_worker);
         let region = Region::create(&region_name(std::process::id()), plan.workers)
             .map_err(StartError::Region)?;
         children::install_signal_handlers().map_err(StartError::Signals)?;
+        if let Some(listener) = exporter {
+            metrics::spawn(listener, &region).map_err(StartError::Fork)?;
+        }
         let tty = io::stdout().is_terminal()
             && std::env::var("TERM").map(|t| t != "dumb").unwrap_or(false);
         let interval_log = match &plan.opts.latency_log {
@@ -326,7 +337,13 @@ impl Supervisor {
                 Phase::Steady { since, ref base } => {
                     self.judge
                         .tick(&self.region, &self.layout, now, now - last_tick);
-                    let asked = self.judge.msgs_asked((now - since).as_secs_f64());
+                    let secs = (now - since).as_secs_f64();
+                    let asked = self.judge.msgs_asked(secs);
+                    let rate = self.judge.asked_rate(secs, &self.region);
+                    self.region
+                        .header()
+                        .asked_millis
+                        .store((rate * 1000.0) as u64, Ordering::Relaxed);
                     self.series
                         .tick(&self.region, &self.layout, wall_seconds(), asked);
                     if duration.is_some_and(|d| now - since >= d) {

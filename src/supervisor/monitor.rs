@@ -1,18 +1,89 @@
-//! `tcpkali monitor PID`: watches a running tcpkali from outside. It
-//! attaches read-only to the run's stats region (`/dev/shm/tcpkali.PID`),
-//! which it refuses when the magic or layout version differ, and prints a
-//! timestamped progress line every second until the run ends.
+//! `tcpkali monitor [--metrics-listen [HOST:]PORT] [PID]`: watches a
+//! running tcpkali from outside. It attaches read-only to the run's stats
+//! region (`/dev/shm/tcpkali.PID`), which it refuses when the magic or
+//! layout version differ, and prints a timestamped progress line every
+//! second until the run ends; with `--metrics-listen` it serves the run's
+//! Prometheus metrics instead. Without a PID it watches the one run on
+//! this host, if there is exactly one.
 
+use crate::cli::parse_listen;
+use crate::supervisor::metrics;
 use crate::supervisor::report::{self, Smoothed};
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime};
 use tcpkali_ipc::{region_name, Counter, Region};
 
+const USAGE: &str = "usage: tcpkali monitor [--metrics-listen [HOST:]PORT] [PID]";
+
+/// The pids of the runs whose stats regions this host has.
+fn runs() -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name();
+            name.to_str()?.strip_prefix("tcpkali.")?.parse().ok()
+        })
+        .collect()
+}
+
+/// Whether the run of `pid` is over: its supervisor removed the region's
+/// name (our mapping stays readable until we leave), or is gone.
+fn ended(pid: u32) -> bool {
+    let named = std::path::Path::new(&format!("/dev/shm{}", region_name(pid))).exists();
+    // SAFETY: kill with signal 0 only checks for existence.
+    !named || unsafe { libc::kill(pid as i32, 0) } != 0
+}
+
 /// Runs the monitor; returns the exit status.
 pub fn run(args: &[String]) -> i32 {
-    let Some(pid) = args.first().and_then(|a| a.parse::<u32>().ok()) else {
-        diag!("tcpkali monitor: expected the pid of a running tcpkali; usage: tcpkali monitor PID");
-        return 64;
+    let mut listen = None;
+    let mut pid = None;
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        let value = match word.strip_prefix("--metrics-listen") {
+            Some("") => words.next().cloned(),
+            Some(v) if v.starts_with('=') => Some(v[1..].to_string()),
+            _ => {
+                match word.parse::<u32>() {
+                    Ok(p) if pid.is_none() => pid = Some(p),
+                    _ => {
+                        diag!("tcpkali monitor: {word:?}: not a pid; {USAGE}");
+                        return 64;
+                    }
+                }
+                continue;
+            }
+        };
+        let Some(text) = value else {
+            diag!("tcpkali monitor: --metrics-listen needs [HOST:]PORT; {USAGE}");
+            return 64;
+        };
+        match parse_listen(&text) {
+            Ok(spec) => listen = Some(spec),
+            Err(reason) => {
+                diag!("tcpkali monitor: --metrics-listen={text}: {reason}");
+                return 64;
+            }
+        }
+    }
+    let pid = match pid {
+        Some(p) => p,
+        None => match runs().as_slice() {
+            [one] => *one,
+            [] => {
+                diag!("tcpkali monitor: no tcpkali is running here; {USAGE}");
+                return 69;
+            }
+            many => {
+                diag!(
+                    "tcpkali monitor: {} runs here ({many:?}): name one; {USAGE}",
+                    many.len()
+                );
+                return 64;
+            }
+        },
     };
     let region = match Region::open(&region_name(pid)) {
         Ok(r) => r,
@@ -21,17 +92,31 @@ pub fn run(args: &[String]) -> i32 {
             return 69;
         }
     };
+    match listen {
+        Some(spec) => {
+            let listener = match metrics::bind(spec.host.as_deref(), spec.port) {
+                Ok(l) => l,
+                Err((addr, e)) => {
+                    diag!("tcpkali monitor: Bind {addr} is not done: {e}");
+                    return 69;
+                }
+            };
+            metrics::serve(&listener, &region, || ended(pid));
+            0
+        }
+        None => lines(pid, &region),
+    }
+}
+
+/// A progress line a second until the run ends.
+fn lines(pid: u32, region: &Region) -> i32 {
     let (mut rx, mut tx) = (Smoothed::default(), Smoothed::default());
     let mut errors = Smoothed::default();
     let mut last = region.snapshot();
     let mut at = Instant::now();
     loop {
         std::thread::sleep(Duration::from_secs(1));
-        // The run is over once its supervisor removed the region's name
-        // (this mapping stays readable until we leave), or is gone.
-        let named = std::path::Path::new(&format!("/dev/shm{}", region_name(pid))).exists();
-        // SAFETY: kill with signal 0 only checks for existence.
-        if !named || unsafe { libc::kill(pid as i32, 0) } != 0 {
+        if ended(pid) {
             let _ = writeln!(std::io::stdout(), "tcpkali {pid} has ended.");
             return 0;
         }
