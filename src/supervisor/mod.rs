@@ -16,6 +16,7 @@ mod finish;
 pub mod generator;
 pub mod judge;
 mod limits;
+mod live;
 pub mod metrics;
 pub mod monitor;
 pub mod outputs;

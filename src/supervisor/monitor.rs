@@ -2,13 +2,15 @@
 //! running tcpkali from outside. It attaches read-only to the run's stats
 //! region (`/dev/shm/tcpkali.PID`), which it refuses when the magic or
 //! layout version differ, and prints a timestamped progress line every
-//! second until the run ends; with `--metrics-listen` it serves the run's
-//! Prometheus metrics instead. Without a PID it watches the one run on
-//! this host, if there is exactly one.
+//! second until the run ends, or on a terminal shows the full-screen live
+//! view (`live`); with `--metrics-listen` it serves the run's Prometheus
+//! metrics instead. Without a PID it watches the one run on this host, if
+//! there is exactly one.
 
 use crate::cli::parse_listen;
-use crate::supervisor::metrics;
 use crate::supervisor::report::{self, Smoothed};
+use crate::supervisor::{live, metrics};
+use std::io::IsTerminal;
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime};
 use tcpkali_ipc::{region_name, Counter, Region};
@@ -104,6 +106,7 @@ pub fn run(args: &[String]) -> i32 {
             metrics::serve(&listener, &region, || ended(pid));
             0
         }
+        None if std::io::stdout().is_terminal() => live::run(pid, &region, || ended(pid)),
         None => lines(pid, &region),
     }
 }
