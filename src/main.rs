@@ -27,6 +27,7 @@ fn run() -> i32 {
     match words.first().map(String::as_str) {
         Some("merge") => return supervisor::results::merge_command(&words[1..]),
         Some("monitor") => return supervisor::monitor::run(&words[1..]),
+        Some("report") => return supervisor::report_command::run(&words[1..]),
         _ => {}
     }
     let parsed = match cli::parse(&args) {

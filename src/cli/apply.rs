@@ -409,6 +409,7 @@ impl State {
                 o.thresholds.push(t);
             }
             Id::ThresholdAbort => o.threshold_abort = true,
+            Id::Html => o.html = Some(v.text()?.to_string()),
             Id::MetricsListen => {
                 let text = v.text()?;
                 o.metrics_listen = Some(parse_listen(text).map_err(|reason| v.invalid(reason))?);

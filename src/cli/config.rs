@@ -273,6 +273,8 @@ pub struct Options {
     pub threshold_abort: bool,
     /// `--metrics-listen`: where the Prometheus exporter listens.
     pub metrics_listen: Option<ListenSpec>,
+    /// `--html`: where the HTML report goes at the end.
+    pub html: Option<String>,
 }
 
 impl Default for Options {
@@ -320,6 +322,7 @@ impl Default for Options {
             thresholds: Vec::new(),
             threshold_abort: false,
             metrics_listen: None,
+            html: None,
         }
     }
 }

@@ -76,6 +76,7 @@ pub(super) enum Id {
     Threshold,
     ThresholdAbort,
     MetricsListen,
+    Html,
 }
 
 /// What follows an option.
@@ -192,6 +193,7 @@ pub(super) static FLAGS: &[Flag] = &[
     flag(Id::ProgressInterval, &["progress-interval"], None, Req("<Time>"), General, "Progress line period when stdout is not a terminal; 0: none").default("10s"),
     flag(Id::Json, &["json"], None, Req("<file>"), General, "Write the final report as JSON (- for stdout)"),
     flag(Id::MetricsListen, &["metrics-listen"], None, Req("[<host>:]<port>"), General, "Serve Prometheus metrics (GET /metrics) on this address for the whole run"),
+    flag(Id::Html, &["html"], None, Req("<file>"), General, "Write the HTML report (charts over time, the summary) at the end"),
     flag(Id::SnapshotInterval, &["snapshot-interval"], None, Req("<Time>"), General, "Rewrite the --json and --latency-hgrm files with the run so far this often; 0: only at the end").default("60s"),
     flag(Id::LatencyLog, &["latency-log"], None, Req("<file>"), Latency, "Write an HdrHistogram interval log (one interval a second)"),
     flag(Id::LatencyHgrm, &["latency-hgrm"], None, Req("<prefix>"), Latency, "Write <prefix>.<kind>.hgrm percentile spectra"),
@@ -382,8 +384,8 @@ mod tests {
         // tcpkali's 50 long names, plus --latency-search-step, --pin,
         // --max-restarts, --progress-interval, --json, --latency-log,
         // --latency-hgrm, --pipeline, --generate, --snapshot-interval,
-        // --ssl-verify, --ssl-ca, --stage, --threshold, --threshold-abort
-        // and --metrics-listen.
-        assert_eq!(n, 66);
+        // --ssl-verify, --ssl-ca, --stage, --threshold, --threshold-abort,
+        // --metrics-listen and --html.
+        assert_eq!(n, 67);
     }
 }

@@ -28,6 +28,9 @@ pub fn check(opts: &Options) -> Result<(), StartError> {
     if let Some(path) = &opts.latency_log {
         targets.push((format!("--latency-log={path}"), path.clone()));
     }
+    if let Some(path) = &opts.html {
+        targets.push((format!("--html={path}"), path.clone()));
+    }
     if let Some(prefix) = &opts.latency_hgrm {
         targets.push((
             format!("--latency-hgrm={prefix}"),

@@ -5,9 +5,9 @@
 //! through `results` and `files`, and its outcome to the outputs' health.
 
 use super::{judge, wall_seconds, Phase, Supervisor};
-use crate::supervisor::files;
 use crate::supervisor::report;
 use crate::supervisor::results::{self, RunReport, WorkerFigures};
+use crate::supervisor::{files, html};
 use std::io::{self, Write};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -191,6 +191,17 @@ impl Supervisor {
     pub(super) fn write_final(&mut self, report: &RunReport, summary: &str) {
         self.outputs.run_over();
         self.write_reports(report, "writing the final report");
+        if let Some(path) = self.plan.opts.html.clone() {
+            let name = std::path::Path::new(&path)
+                .file_stem()
+                .map_or(path.clone(), |n| n.to_string_lossy().into_owned());
+            let page = html::page(std::slice::from_ref(report), &[name]);
+            let what = format!("--html={path}");
+            match files::write_file(&path, page.as_bytes()) {
+                Ok(()) => self.outputs.written(&what),
+                Err(e) => self.outputs.failed(&what, "writing", &e),
+            }
+        }
         let to_stdout = if self.plan.opts.json.as_deref() == Some("-") {
             diag_raw!("{summary}");
             report.to_json_text()

@@ -64,6 +64,9 @@ pub struct RunReport {
     pub series: Vec<Row>,
 }
 
+/// The largest report file read (a week-long soak's is well under 50 MB).
+pub const MAX_REPORT: u64 = 256 << 20;
+
 /// Why reports could not be read or merged.
 #[derive(Debug)]
 pub enum ReportError {
@@ -238,7 +241,7 @@ pub fn merge_command(args: &[String]) -> i32 {
     }
     let mut reports = Vec::new();
     for f in &files {
-        let text = match std::fs::read_to_string(f) {
+        let text = match files::read_capped(f, MAX_REPORT) {
             Ok(t) => t,
             Err(e) => {
                 diag!("tcpkali merge: {}", ReportError::Read(f.clone(), e));
