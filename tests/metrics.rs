@@ -234,8 +234,11 @@ fn a_scraper_that_never_sends_delays_nothing() {
     let json = temp("silent.json");
     let metrics = common::free_port();
     let started = Instant::now();
-    let tcpkali = Running::start(&args(common::free_port(), metrics, "3s", &json));
+    let mut run_args = args(common::free_port(), metrics, "5s", &json);
+    run_args.extend(["--progress-interval".to_string(), "1s".to_string()]);
+    let tcpkali = Running::start(&run_args);
     let deadline = Instant::now() + Duration::from_secs(5);
+    // Connects, then sends nothing for the whole 5 s run.
     let silent = loop {
         if let Ok(s) = TcpStream::connect(("127.0.0.1", metrics)) {
             break s;
@@ -250,13 +253,25 @@ fn a_scraper_that_never_sends_delays_nothing() {
         metric(&body, "tcpkali_bytes_sent_total").is_some(),
         "{body}"
     );
-    let done = tcpkali.finish(Duration::from_secs(10));
+    let done = tcpkali.finish(Duration::from_secs(15));
     drop(silent);
     assert_eq!(done.code(), Some(0), "{}", done.describe());
     assert!(
-        started.elapsed() < Duration::from_secs(6),
+        started.elapsed() < Duration::from_secs(8),
         "took {:?}",
         started.elapsed()
+    );
+    // Progress came on time: a line a second.
+    let progress = done
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" Traffic "))
+        .count();
+    assert!(
+        progress >= 3,
+        "{} progress lines: {}",
+        progress,
+        done.stderr
     );
     assert_eq!(report(&json)["final"], true);
     let _ = std::fs::remove_file(&json);
