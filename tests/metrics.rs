@@ -177,7 +177,6 @@ fn a_real_prometheus_scrapes_what_the_run_reports() {
         scraped <= total as f64 && total as f64 - scraped <= 1.5 * per_second,
         "scraped {scraped}, the run sent {total} ({per_second:.0}/s)"
     );
-    // The 99th percentile from the buckets lies in the bucket that holds ours.
     let ours = doc["latency"]["kinds"]
         .as_array()
         .and_then(|k| k.iter().find(|k| k["kind"] == "message"))
@@ -200,8 +199,10 @@ fn a_real_prometheus_scrapes_what_the_run_reports() {
         .copied()
         .filter(|&le| le < ours)
         .fold(0.0, f64::max);
+    // Prometheus interpolates within a bucket (and its last scrape may
+    // lack the run's last second): it agrees within that bucket's width.
     assert!(
-        (lower..=upper).contains(&theirs),
+        (theirs - ours).abs() <= upper - lower,
         "prometheus p99 {theirs} s, ours {ours} s in bucket ({lower}, {upper}]"
     );
 }

@@ -339,6 +339,9 @@ pub struct Header {
     /// for now over all connections, written by the supervisor at each
     /// tick for outside readers (the Prometheus exporter).
     pub asked_millis: AtomicU64,
+    /// CLOCK_MONOTONIC nanoseconds before which no worker opens a
+    /// connection (`--start-at`; 0: at once). Written before the fork.
+    pub start_at_ns: AtomicU64,
 }
 
 /// A plain copy of counters, summable and subtractable.

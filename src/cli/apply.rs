@@ -12,6 +12,7 @@ use super::flags::{help_text, version_text, Id};
 use super::outcome::{printable, Action, CliError};
 use super::scan::Occurrence;
 use super::stage::parse_stage;
+use super::start::{parse_shard, parse_start_at};
 use super::threshold::parse_threshold;
 use super::units;
 use super::values::{parse_percentiles, Val, MAX_RATE};
@@ -410,6 +411,16 @@ impl State {
             }
             Id::ThresholdAbort => o.threshold_abort = true,
             Id::Html => o.html = Some(v.text()?.to_string()),
+            Id::StartAt => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                let at = parse_start_at(v.text()?, now).map_err(|reason| v.invalid(reason))?;
+                o.start_at = Some(at);
+            }
+            Id::Shard => {
+                o.shard = Some(parse_shard(v.text()?).map_err(|reason| v.invalid(reason))?)
+            }
             Id::MetricsListen => {
                 let text = v.text()?;
                 o.metrics_listen = Some(parse_listen(text).map_err(|reason| v.invalid(reason))?);

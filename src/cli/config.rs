@@ -275,6 +275,11 @@ pub struct Options {
     pub metrics_listen: Option<ListenSpec>,
     /// `--html`: where the HTML report goes at the end.
     pub html: Option<String>,
+    /// `--start-at`: the instant (unix seconds) before which no
+    /// connection opens.
+    pub start_at: Option<f64>,
+    /// `--shard I/N`: this host's part of a many-host run.
+    pub shard: Option<(u64, u64)>,
 }
 
 impl Default for Options {
@@ -323,6 +328,8 @@ impl Default for Options {
             threshold_abort: false,
             metrics_listen: None,
             html: None,
+            start_at: None,
+            shard: None,
         }
     }
 }

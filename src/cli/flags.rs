@@ -77,6 +77,8 @@ pub(super) enum Id {
     ThresholdAbort,
     MetricsListen,
     Html,
+    StartAt,
+    Shard,
 }
 
 /// What follows an option.
@@ -207,6 +209,8 @@ pub(super) static FLAGS: &[Flag] = &[
     flag(Id::SourceIp, &["source-ip"], None, Req("<IP>"), Network, "Local address to connect from: IP, A-B range or CIDR (repeatable)").default("all interface addresses"),
     flag(Id::WriteCombine, &["write-combine"], None, Req("on|off"), Network, "Batch messages into as few writes as possible").default("on"),
     // Test run
+    flag(Id::StartAt, &["start-at"], None, Req("<when>"), TestRun, "Prepare, then open no connection before this instant: RFC 3339, unix seconds or +<Time>"),
+    flag(Id::Shard, &["shard"], None, Req("<I>/<N>"), TestRun, "Take shard I of N of the connections, connect rate and connection ids (many hosts, one run)"),
     flag(Id::Websocket, &["websocket", "ws"], None, Switch, TestRun, "Use RFC 6455 WebSocket framing"),
     flag(Id::Ssl, &["ssl"], None, Switch, TestRun, "Use TLS on client and server sockets"),
     flag(Id::SslCert, &["ssl-cert"], None, Req("<filename>"), TestRun, "Server certificate chain (PEM); without it or cert.pem, an ephemeral self-signed one").default("cert.pem"),
@@ -385,7 +389,7 @@ mod tests {
         // --max-restarts, --progress-interval, --json, --latency-log,
         // --latency-hgrm, --pipeline, --generate, --snapshot-interval,
         // --ssl-verify, --ssl-ca, --stage, --threshold, --threshold-abort,
-        // --metrics-listen and --html.
-        assert_eq!(n, 67);
+        // --metrics-listen, --html, --start-at and --shard.
+        assert_eq!(n, 69);
     }
 }

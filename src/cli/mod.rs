@@ -24,6 +24,7 @@ mod man;
 mod outcome;
 mod scan;
 mod stage;
+mod start;
 mod threshold;
 pub mod units;
 mod validate;

@@ -26,6 +26,7 @@ pub(super) fn validate(opts: &mut Options, notes: &mut Vec<String>) -> Result<()
         }
     }
     check_stages(opts)?;
+    take_shard(opts);
     if opts.message_rate.is_some() && opts.bandwidth_up.is_some() {
         return Err(CliError::Usage(
             "--message-rate and --channel-bandwidth-upstream both limit sending: give one of them"
@@ -208,4 +209,24 @@ fn check_stages(opts: &mut Options) -> Result<(), CliError> {
         opts.message_rate = opts.stages.iter().find_map(|s| s.rate);
     }
     Ok(())
+}
+
+/// `--shard I/N`: this host's share of the connections, the connect rate
+/// and the stages' connection targets; the remainders go to the first
+/// shards, so the shares of all N add up to the totals exactly.
+fn take_shard(opts: &mut Options) {
+    let Some((i, n)) = opts.shard else {
+        return;
+    };
+    let part = |total: u64| total / n + u64::from(i < total % n);
+    let total = opts.connections;
+    opts.connections = part(total);
+    opts.connect_rate = if total > 0 {
+        opts.connect_rate * opts.connections as f64 / total as f64
+    } else {
+        opts.connect_rate / n as f64
+    };
+    for s in &mut opts.stages {
+        s.connections = s.connections.map(part);
+    }
 }

@@ -230,6 +230,12 @@ impl Supervisor {
                 .store((r * 1000.0) as u64, Ordering::Relaxed);
         }
         let children = Children::new(worker_plans, shared, plan.opts.max_restarts, tty);
+        if let Some(at) = plan.opts.start_at {
+            // Workers are forked now, and open nothing before the instant.
+            let ahead = (at - wall_seconds()).max(0.0);
+            let gate = tcpkali_ipc::monotonic_ns() + (ahead * 1e9) as u64;
+            region.header().start_at_ns.store(gate, Ordering::Relaxed);
+        }
         let judge = judge::Judge::new(&plan.opts, plan.workers);
         let kinds = report::latency_kinds(&plan.opts);
         let series = series::Series::new(kinds.iter().map(|l| (l.kind, l.name)).collect());
@@ -264,6 +270,11 @@ impl Supervisor {
     }
 
     fn run(&mut self) -> i32 {
+        if !self.wait_for_start() {
+            self.children.stop(&self.region, false);
+            self.say("Interrupted before the start: nothing was sent.");
+            return 0;
+        }
         let start = Instant::now();
         let duration = self.plan.opts.duration;
         let mut phase = if self.connections() > 0 {

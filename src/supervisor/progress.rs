@@ -5,8 +5,9 @@
 //! given and the latency histograms, and changes nothing. The text itself
 //! is formatted by `report`.
 
-use super::{Phase, Supervisor};
+use super::{children, wall_seconds, Phase, Supervisor};
 use crate::supervisor::report::{self, Rates};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tcpkali_ipc::{Counter, Gauge, Snapshot};
 
@@ -23,6 +24,34 @@ fn terminal_columns() -> usize {
 }
 
 impl Supervisor {
+    /// With `--start-at`: says when the run starts, then waits for it
+    /// (workers are ready, and open nothing before it). False when a
+    /// signal came first.
+    pub(super) fn wait_for_start(&mut self) -> bool {
+        let Some(at) = self.plan.opts.start_at else {
+            return true;
+        };
+        let gate = self.region.header().start_at_ns.load(Ordering::Relaxed);
+        let secs = (at - wall_seconds()).max(0.0);
+        let stamp = report::utc_timestamp(std::time::UNIX_EPOCH + Duration::from_secs_f64(at));
+        let millis = (at.fract() * 1000.0) as u32;
+        let clock = stamp.get(11..19).unwrap_or(&stamp);
+        self.say(&format!(
+            "Starting at {clock}.{millis:03} UTC (in {secs:.1} s)"
+        ));
+        loop {
+            let left = gate.saturating_sub(tcpkali_ipc::monotonic_ns());
+            if left == 0 {
+                return true;
+            }
+            if children::stop_signals() > 0 {
+                return false;
+            }
+            let _ = self.children.reap(&self.region);
+            std::thread::sleep(Duration::from_nanos(left.min(50_000_000)));
+        }
+    }
+
     /// This tick's progress: the line redrawn on a terminal; otherwise a
     /// plain line when `--progress-interval` has passed since `last_plain`.
     pub(super) fn show_progress(

@@ -143,6 +143,8 @@ impl Supervisor {
             final_report: true,
             judgement,
             series: self.series.rows().to_vec(),
+            shard: self.plan.opts.shard,
+            start_at: self.plan.opts.start_at,
         }
     }
 

@@ -62,6 +62,9 @@ pub struct RunReport {
     pub judgement: Judgement,
     /// The steady state over time, row by row.
     pub series: Vec<Row>,
+    /// `--shard I/N` and `--start-at` (unix seconds), when given.
+    pub shard: Option<(u64, u64)>,
+    pub start_at: Option<f64>,
 }
 
 /// The largest report file read (a week-long soak's is well under 50 MB).
@@ -197,6 +200,8 @@ pub fn merge(reports: Vec<RunReport>) -> Result<RunReport, ReportError> {
         acc.final_report &= r.final_report;
         acc.judgement.merge(r.judgement);
         acc.series = series::merge(&[&acc.series, &r.series]);
+        // A merge is all the shards, not one of them.
+        acc.shard = None;
         for (name, h) in r.latency {
             match acc.latency.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, mine)) => {
@@ -208,6 +213,46 @@ pub fn merge(reports: Vec<RunReport>) -> Result<RunReport, ReportError> {
     }
     acc.command_line = vec!["tcpkali".to_string(), "merge".to_string()];
     Ok(acc)
+}
+
+/// How far apart the inputs' runs began: tolerable skew between hosts.
+const MAX_SKEW: f64 = 0.05;
+
+/// Says each input's shard and its start against the earliest, and warns
+/// when the hosts started too far apart or the shards do not add up.
+fn say_alignment(files: &[String], reports: &[RunReport]) {
+    let earliest = reports.iter().map(|r| r.start).fold(f64::MAX, f64::min);
+    let mut worst: f64 = 0.0;
+    for (f, r) in files.iter().zip(reports) {
+        let skew = r.start - earliest;
+        worst = worst.max(skew);
+        let shard = r
+            .shard
+            .map_or("no shard".to_string(), |(i, n)| format!("shard {i}/{n}"));
+        diag!("tcpkali merge: {f}: {shard}, skew {:+.3} s", skew);
+    }
+    if worst > MAX_SKEW {
+        diag!(
+            "tcpkali merge: WARNING: the runs started up to {:.3} s apart: their steady states cover different times.",
+            worst
+        );
+    }
+    let mut shards: Vec<(u64, u64)> = reports.iter().filter_map(|r| r.shard).collect();
+    if shards.is_empty() {
+        return;
+    }
+    shards.sort_unstable();
+    let n = shards[0].1;
+    let repeated = shards.windows(2).any(|w| w[0] == w[1]);
+    let expected: Vec<(u64, u64)> = (0..n).map(|i| (i, n)).collect();
+    if repeated || shards.len() != reports.len() || shards != expected {
+        let have: Vec<String> = shards.iter().map(|(i, n)| format!("{i}/{n}")).collect();
+        diag!(
+            "tcpkali merge: WARNING: shards missing or repeated: have {}, expected 0/{n} to {}/{n} once each.",
+            have.join(" "),
+            n.saturating_sub(1)
+        );
+    }
 }
 
 /// `tcpkali merge [--json FILE] REPORT.json...`: prints the merged summary
@@ -264,6 +309,7 @@ pub fn merge_command(args: &[String]) -> i32 {
             }
         }
     }
+    say_alignment(&files, &reports);
     let merged = match merge(reports) {
         Ok(m) => m,
         Err(e) => {
@@ -466,6 +512,8 @@ mod tests {
             final_report: true,
             judgement: Judgement::default(),
             series: Vec::new(),
+            shard: None,
+            start_at: None,
         }
     }
 

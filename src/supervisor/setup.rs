@@ -512,6 +512,7 @@ pub fn shared(plan: &Plan) -> Shared {
         server,
         content: (!is_static).then_some(content),
         listen_active: o.listen_active,
+        uid_shard: o.shard.unwrap_or((0, 1)),
         sockopts: SockOpts {
             nagle: o.nagle,
             sndbuf: o.sndbuf,

@@ -14,6 +14,9 @@ use tcpkali_ipc::{Counter, HistKind};
 
 impl Worker<'_> {
     pub(super) fn open_connections(&mut self, now: u64) {
+        if now < self.dialer.not_before {
+            return;
+        }
         let deficit = self.dialer.deficit(&self.stats.open);
         if deficit == 0 || self.plan.destinations.is_empty() {
             return;

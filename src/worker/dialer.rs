@@ -46,6 +46,8 @@ pub struct Dialer {
     ever_opened: u64,
     /// Outgoing connections to keep open now (`-c`, then `--stage`).
     pub target: u64,
+    /// No connection opens before this time (`--start-at`).
+    pub not_before: u64,
 }
 
 impl Dialer {
@@ -62,6 +64,7 @@ impl Dialer {
                 .collect(),
             ever_opened: 0,
             target: plan.connections,
+            not_before: 0,
         }
     }
 
@@ -71,9 +74,9 @@ impl Dialer {
         self.target.saturating_sub(open.out + open.connecting)
     }
 
-    /// When the connect rate next allows a connection.
+    /// When the connect rate (and the start) next allows a connection.
     pub fn next_at(&self) -> u64 {
-        self.pacer.next_at()
+        self.pacer.next_at().max(self.not_before)
     }
 
     /// Connections the connect rate allows at `now`.

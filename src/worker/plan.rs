@@ -45,6 +45,9 @@ pub struct Shared {
     pub content: Option<Content>,
     /// Accepted connections send too (`--listen-mode=active`).
     pub listen_active: bool,
+    /// `--shard I/N`: connection ids are `I + N·k`, disjoint across shards
+    /// (`(0, 1)` alone).
+    pub uid_shard: (u64, u64),
     /// `--latency-connect`, `--latency-first-byte`.
     pub latency_connect: bool,
     pub latency_first_byte: bool,

@@ -38,6 +38,11 @@ pub fn run(region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
         }
     };
     let stats = Stats::start(region, plan.index);
+    // The connect rate starts counting at --start-at, not before it, so
+    // the first connections do not come as a burst of saved-up allowance.
+    let not_before = region.header().start_at_ns.load(Relaxed);
+    let mut dialer = Dialer::new(plan, tcpkali_ipc::monotonic_ns().max(not_before));
+    dialer.not_before = not_before;
     let mut w = Worker {
         plan,
         shared,
@@ -47,7 +52,7 @@ pub fn run(region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
         conns: Slab::default(),
         timers: Timers::default(),
         again: Vec::new(),
-        dialer: Dialer::new(plan, tcpkali_ipc::monotonic_ns()),
+        dialer,
         recv: Receiver::new(shared),
         sender: Sender::new(shared.send_rate),
         stage_origin: 0,

@@ -410,7 +410,8 @@ impl Worker<'_> {
         if !client_side && !shared.listen_active {
             return;
         }
-        let uid = self.stats.next_uid();
+        let (offset, stride) = self.shared.uid_shard;
+        let uid = offset + self.stats.next_uid() * stride;
         c.uid = uid;
         let Some(content) = &shared.content else {
             return;

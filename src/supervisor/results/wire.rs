@@ -90,6 +90,11 @@ pub struct ReportDoc {
     /// The steady state over time: one row per wall-clock interval.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub series: Vec<RowDoc>,
+    /// `--shard` as `I/N`, and `--start-at` in unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at_unix: Option<f64>,
 }
 
 /// One row of the series.
@@ -456,6 +461,8 @@ impl ReportDoc {
             thresholds: r.judgement.thresholds.clone(),
             generator: r.judgement.generator.clone(),
             series: r.series.iter().map(RowDoc::of).collect(),
+            shard: r.shard.map(|(i, n)| format!("{i}/{n}")),
+            start_at_unix: r.start_at,
         }
     }
 
@@ -533,6 +540,16 @@ impl ReportDoc {
                 .into_iter()
                 .map(|r| r.into_row(path))
                 .collect::<Result<_, _>>()?,
+            shard: match self.shard.as_deref() {
+                None => None,
+                Some(text) => Some(
+                    text.split_once('/')
+                        .and_then(|(i, n)| Some((i.parse().ok()?, n.parse().ok()?)))
+                        .filter(|(i, n)| i < n)
+                        .ok_or_else(|| field("shard"))?,
+                ),
+            },
+            start_at: self.start_at_unix.filter(|t| plausible_seconds(*t)),
         })
     }
 }
