@@ -129,11 +129,10 @@ fn reports_with_offset_starts_merge_into_one_series_by_timestamp() {
         .args([&m, &a, &b])
         .output()
         .expect("merge");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // Runs started 2 s apart: the merge says so.
+    assert!(err.contains("WARNING: the runs started up to"), "{err}");
     let (ra, rb, rm) = (rows(&report(&a)), rows(&report(&b)), rows(&report(&m)));
     for p in [&a, &b, &m] {
         let _ = std::fs::remove_file(p);
