@@ -159,14 +159,13 @@ impl Series {
         Some(((m.wall / w).floor() + 1.0) * w)
     }
 
-    /// At wall time `wall`: closes every row that has ended. `asked`:
-    /// messages asked since the steady state began, at `wall`.
+    /// At wall time `wall`: closes the row when it has ended, at `wall`
+    /// itself (the moment its counters are read, a little past the
+    /// boundary the supervisor's nap aimed at). `asked`: messages asked
+    /// since the steady state began, at `wall`.
     pub fn tick(&mut self, region: &Region, layout: &BucketLayout, wall: f64, asked: Option<f64>) {
-        while let Some(end) = self.next_boundary() {
-            if wall < end {
-                return;
-            }
-            self.close_row(region, layout, end, region.snapshot(), asked);
+        if self.next_boundary().is_some_and(|end| wall >= end) {
+            self.close_row(region, layout, wall, region.snapshot(), asked);
         }
     }
 
