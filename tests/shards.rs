@@ -139,6 +139,17 @@ fn three_shards_start_together_and_split_the_connections_and_ids() {
     // (How far apart their steady states began depends on each host's
     // ramp, which a loaded machine stretches; the shards are all there.)
     assert!(!err.contains("shards missing or repeated"), "{err}");
+    // The same shard twice, and one missing: the merge says so.
+    let out = Command::new(BIN)
+        .arg("merge")
+        .args([&reports[0], &reports[0], &reports[1]])
+        .output()
+        .expect("merge");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("WARNING: shards missing or repeated: have 0/3 0/3 1/3"),
+        "{err}"
+    );
     for p in reports.iter().chain([&merged]) {
         let _ = std::fs::remove_file(p);
     }
