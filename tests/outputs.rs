@@ -160,25 +160,41 @@ fn merge_says_when_a_report_is_a_snapshot() {
 }
 
 #[test]
-fn a_report_on_a_full_device_warns_and_the_run_exits_0() {
-    let r = run(
-        &self_loop(&["-T", "1s", "--json", "/dev/full"]),
-        Duration::from_secs(6),
-    );
-    assert_eq!(r.code(), Some(0), "{}", r.describe());
-    assert!(r.stdout.contains("Test duration:"), "{}", r.describe());
-    assert!(
-        r.stderr
-            .contains("WARNING: --json=/dev/full: writing the final report failed: "),
-        "{}",
-        r.describe()
-    );
-    let last = r.stderr.lines().last().unwrap_or("");
-    assert!(
-        last.starts_with("WARNING: not written: --json=/dev/full (No space left on device"),
-        "{}",
-        r.describe()
-    );
+fn outputs_that_are_not_regular_files_are_refused_at_start() {
+    // A device, a FIFO nobody reads (which would block the run for ever),
+    // a symlink another user planted, and an empty name.
+    let fifo = std::env::temp_dir().join(format!("tcpkali-outputs-{}-fifo", std::process::id()));
+    let _ = nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU);
+    let victim =
+        std::env::temp_dir().join(format!("tcpkali-outputs-{}-victim", std::process::id()));
+    std::fs::write(&victim, b"precious").expect("victim");
+    let link =
+        std::env::temp_dir().join(format!("tcpkali-outputs-{}-link.json", std::process::id()));
+    let _ = std::os::unix::fs::symlink(&victim, &link);
+    let fifo_s = fifo.to_string_lossy().into_owned();
+    let link_s = link.to_string_lossy().into_owned();
+    for (option, path) in [
+        ("--json", "/dev/full"),
+        ("--json", fifo_s.as_str()),
+        ("--latency-log", fifo_s.as_str()),
+        ("--json", link_s.as_str()),
+        ("--html", link_s.as_str()),
+        ("--json", ""),
+        ("--latency-hgrm", ""),
+    ] {
+        let r = run(
+            &self_loop(&["-T", "1s", option, path]),
+            Duration::from_secs(6),
+        );
+        assert_eq!(r.code(), Some(64), "{option}={path}: {}", r.describe());
+        let err = r.stderr.trim();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(&format!("{option}={path}")), "{err}");
+    }
+    assert_eq!(std::fs::read(&victim).expect("victim"), b"precious");
+    for p in [&fifo, &victim, &link] {
+        let _ = std::fs::remove_file(p);
+    }
 }
 
 #[test]

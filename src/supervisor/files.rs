@@ -1,42 +1,94 @@
-//! How output files are created and replaced: a probe that a path takes a
-//! new file, and whole-file writes that are atomic for a regular file (a
-//! reader or a crash sees the previous version or the new one, never half
-//! a file) and in place for a device or a pipe. Every report file the run
-//! writes goes through here; this file knows nothing of what is in them
-//! and touches nothing but the file system.
+//! How output files are created and replaced, safely in a shared
+//! directory (`/tmp`): a new file is only ever created under a name nobody
+//! could guess, with `O_CREAT|O_EXCL|O_NOFOLLOW`, and then renamed over its
+//! target, so no symlink or file planted by another user is written
+//! through; a target that exists and is not a regular file (a symlink, a
+//! device, a FIFO that would block) is refused. Whole-file writes are
+//! atomic: a reader or a crash sees the previous version or the new one,
+//! never half a file. Every report file the run writes goes through here;
+//! this file knows nothing of what is in them and touches nothing but the
+//! file system.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 
-/// Creates (and removes) a file beside `path`; `path` itself must not be
-/// a directory. A device or a pipe that exists is taken as writable.
-pub fn probe(path: &str) -> io::Result<()> {
-    match fs::metadata(path) {
-        Ok(m) if m.is_dir() => {
-            return Err(io::Error::new(
-                io::ErrorKind::IsADirectory,
-                "is a directory",
-            ))
-        }
-        Ok(m) if !m.is_file() => return Ok(()),
-        _ => {}
+/// Refuses an empty name, and a target that exists but is not a regular
+/// file.
+pub fn check_target(path: &str) -> io::Result<()> {
+    if path.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "empty file name",
+        ));
     }
-    let beside = format!("{path}.probe-{}", std::process::id());
-    File::create(&beside)?;
+    match fs::symlink_metadata(path) {
+        Ok(m) if !m.file_type().is_file() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "exists and is not a regular file (a symlink, a device, a pipe or a directory)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A name beside `path` that nobody can guess: `path.<64 random bits>.what`.
+fn unguessable_beside(path: &str, what: &str) -> String {
+    let mut bytes = [0u8; 8];
+    // SAFETY: getrandom fills the buffer it is given, up to its length.
+    let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    let salt = if got == 8 {
+        u64::from_ne_bytes(bytes)
+    } else {
+        // Not a secret: O_EXCL already refuses a planted name.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        now ^ (u64::from(std::process::id()) << 32)
+    };
+    format!("{path}.{salt:016x}.{what}")
+}
+
+/// Creates `path`, which must not exist, never through a symlink.
+fn create_new(path: &str) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Checks that `path` can take a new file: the target is checked, and a
+/// file is created (and removed) beside it.
+pub fn probe(path: &str) -> io::Result<()> {
+    check_target(path)?;
+    let beside = unguessable_beside(path, "probe");
+    create_new(&beside)?;
     fs::remove_file(&beside)
 }
 
-/// Whether `path` names something other than a regular file (a device, a
-/// pipe): it is written in place, and only once, at the end.
-pub fn is_special(path: &str) -> bool {
-    fs::metadata(path).is_ok_and(|m| !m.is_file())
+/// Creates a fresh file at `path` (replacing a regular file there) and
+/// returns it open for writing: for files written as the run goes, such
+/// as the interval log.
+pub fn create_fresh(path: &str) -> io::Result<File> {
+    check_target(path)?;
+    let tmp = unguessable_beside(path, "tmp");
+    let file = create_new(&tmp)?;
+    match fs::rename(&tmp, path) {
+        Ok(()) => Ok(file),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
 }
 
-/// Writes `bytes` to `path` through `path.tmp` and a rename, after making
-/// the new contents durable.
-pub fn write_atomic(path: &str, bytes: &[u8]) -> io::Result<()> {
-    let tmp = format!("{path}.tmp");
-    let written = File::create(&tmp).and_then(|mut f| {
+/// Writes `bytes` to `path` through an unguessable temporary and a rename,
+/// after making the new contents durable.
+pub fn write_file(path: &str, bytes: &[u8]) -> io::Result<()> {
+    check_target(path)?;
+    let tmp = unguessable_beside(path, "tmp");
+    let written = create_new(&tmp).and_then(|mut f| {
         f.write_all(bytes)?;
         f.sync_data()
     });
@@ -46,18 +98,6 @@ pub fn write_atomic(path: &str, bytes: &[u8]) -> io::Result<()> {
             let _ = fs::remove_file(&tmp);
             Err(e)
         }
-    }
-}
-
-/// Writes a whole output file: atomically for a regular file, in place
-/// for a device or a pipe.
-pub fn write_file(path: &str, bytes: &[u8]) -> io::Result<()> {
-    if is_special(path) {
-        let mut f = OpenOptions::new().write(true).truncate(true).open(path)?;
-        f.write_all(bytes)?;
-        f.flush()
-    } else {
-        write_atomic(path, bytes)
     }
 }
 
@@ -82,25 +122,66 @@ mod tests {
 
     fn temp(name: &str) -> String {
         std::env::temp_dir()
-            .join(format!("tcpkali-outputs-{}-{name}", std::process::id()))
+            .join(format!("tcpkali-files-{}-{name}", std::process::id()))
             .to_string_lossy()
             .into_owned()
+    }
+
+    fn leftovers(path: &str) -> Vec<String> {
+        let dir = std::path::Path::new(path).parent().expect("dir");
+        let name = std::path::Path::new(path)
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        fs::read_dir(dir)
+            .expect("read dir")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&format!("{name}.")))
+            .collect()
     }
 
     #[test]
     fn atomic_writes_replace_and_leave_no_temporary_file() {
         let p = temp("atomic");
-        write_atomic(&p, b"one").expect("first");
-        write_atomic(&p, b"two").expect("second");
+        write_file(&p, b"one").expect("first");
+        write_file(&p, b"two").expect("second");
         assert_eq!(fs::read(&p).expect("read"), b"two");
-        assert!(fs::metadata(format!("{p}.tmp")).is_err());
+        assert!(leftovers(&p).is_empty(), "{:?}", leftovers(&p));
         let _ = fs::remove_file(&p);
     }
 
     #[test]
-    fn a_full_device_is_an_error_not_a_crash() {
-        assert!(is_special("/dev/full"));
-        let e = write_file("/dev/full", b"x").expect_err("ENOSPC");
-        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
+    fn a_planted_symlink_is_never_written_through() {
+        let (p, victim) = (temp("planted"), temp("victim"));
+        fs::write(&victim, b"precious").expect("victim");
+        // Beside the target, under the name a predictable writer would use.
+        let _ = std::os::unix::fs::symlink(&victim, format!("{p}.tmp"));
+        write_file(&p, b"report").expect("write");
+        assert_eq!(fs::read(&victim).expect("victim"), b"precious");
+        assert_eq!(fs::read(&p).expect("report"), b"report");
+        // As the target itself: refused.
+        let link = temp("link");
+        let _ = std::os::unix::fs::symlink(&victim, &link);
+        let e = write_file(&link, b"report").expect_err("a symlink target");
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        assert!(probe(&link).is_err());
+        assert_eq!(fs::read(&victim).expect("victim"), b"precious");
+        for f in [p.clone(), format!("{p}.tmp"), victim, link] {
+            let _ = fs::remove_file(f);
+        }
+    }
+
+    #[test]
+    fn devices_pipes_and_empty_names_are_refused() {
+        assert!(write_file("/dev/full", b"x").is_err());
+        assert!(probe("/dev/null").is_err());
+        assert!(probe("").is_err());
+        let fifo = temp("fifo");
+        let _ = nix::unistd::mkfifo(fifo.as_str(), nix::sys::stat::Mode::S_IRWXU);
+        assert!(probe(&fifo).is_err(), "a FIFO would block the run");
+        assert!(create_fresh(&fifo).is_err());
+        let _ = fs::remove_file(&fifo);
     }
 }

@@ -32,6 +32,10 @@ pub fn check(opts: &Options) -> Result<(), StartError> {
         targets.push((format!("--html={path}"), path.clone()));
     }
     if let Some(prefix) = &opts.latency_hgrm {
+        if prefix.is_empty() {
+            let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty prefix");
+            return Err(StartError::Output("--latency-hgrm=".to_string(), e));
+        }
         targets.push((
             format!("--latency-hgrm={prefix}"),
             results::hgrm_path(prefix, "connect"),

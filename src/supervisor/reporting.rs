@@ -79,7 +79,7 @@ impl Supervisor {
         let Some(path) = self.plan.opts.json.clone() else {
             return;
         };
-        if path == "-" || (!report.final_report && files::is_special(&path)) {
+        if path == "-" {
             return;
         }
         let name = format!("--json={path}");

@@ -361,7 +361,7 @@ pub struct IntervalLog {
 impl IntervalLog {
     /// Creates the log and writes its header.
     pub fn create(path: &str, start_unix: f64) -> std::io::Result<IntervalLog> {
-        let mut file = std::fs::File::create(path)?;
+        let mut file = files::create_fresh(path)?;
         writeln!(file, "#[Histogram log format version 1.3]")?;
         writeln!(
             file,
@@ -426,7 +426,7 @@ impl IntervalLog {
 /// HdrHistogram tools and hdr-plot expect.
 pub fn write_hgrm(prefix: &str, kind: &str, h: &Histogram<u64>) -> std::io::Result<String> {
     let path = hgrm_path(prefix, kind);
-    files::write_atomic(&path, hgrm_text(h).as_bytes())?;
+    files::write_file(&path, hgrm_text(h).as_bytes())?;
     Ok(path)
 }
 
