@@ -37,7 +37,9 @@ fn every_diagnostic_line_is_one_write() {
     let _ = std::fs::remove_file(&trace);
     let stderr_writes: Vec<&str> = text.lines().filter(|l| l.contains("write(2, \"")).collect();
     assert!(
-        stderr_writes.iter().any(|w| w.contains("Closing [127.0.0.1]")),
+        stderr_writes
+            .iter()
+            .any(|w| w.contains("Closing [127.0.0.1]")),
         "no worker line traced: {}",
         String::from_utf8_lossy(&out.stderr)
     );

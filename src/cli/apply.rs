@@ -190,7 +190,10 @@ impl State {
                 if n >= 18_446_744_073_709_551_616.0 {
                     return Err(v.invalid("number of connections is too large"));
                 }
-                o.connections = n.trunc() as u64;
+                if n.fract() != 0.0 {
+                    return Err(v.invalid("expected a whole number of connections"));
+                }
+                o.connections = n as u64;
             }
             Id::ConnectRate => {
                 let r = v.unit(units::parse_count)?;
@@ -383,8 +386,11 @@ impl State {
             }
             Id::LatencyMarkerSkip => {
                 let n = v.unit(units::parse_count)?;
-                if n.is_nan() || n < 0.0 {
-                    return Err(v.invalid("expected a number >= 0"));
+                if n.is_nan() || n < 0.0 || n.fract() != 0.0 {
+                    return Err(v.invalid("expected a whole number >= 0"));
+                }
+                if n > f64::from(u32::MAX) {
+                    return Err(v.invalid("too many markers to skip (at most 4294967295)"));
                 }
                 o.latency.marker_skip = n as u64;
             }

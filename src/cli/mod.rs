@@ -388,7 +388,7 @@ mod tests {
     #[test]
     fn unit_values() {
         let o = opts(&[
-            "-c1.5",
+            "-c1.5k",
             "--connect-rate=0.25k",
             "--connect-timeout=250ms",
             "--channel-lifetime=0",
@@ -399,7 +399,7 @@ mod tests {
             "1h",
             "h:1",
         ]);
-        assert_eq!(o.connections, 1);
+        assert_eq!(o.connections, 1500);
         assert_eq!(o.connect_rate, 250.0);
         assert_eq!(o.connect_timeout, Duration::from_millis(250));
         assert_eq!(o.channel_lifetime, Some(Duration::ZERO));
@@ -411,6 +411,14 @@ mod tests {
             5000
         );
         assert_eq!(opts(&["-c", "0", "h:1"]).connections, 0);
+        // A fraction of a connection, or of a marker, is no count.
+        for bad in [
+            &["-c1.5", "h:1"][..],
+            &["--latency-marker-skip=1e30", "h:1"][..],
+        ] {
+            let e = err(bad).to_string();
+            assert!(e.contains("whole number") || e.contains("too many"), "{e}");
+        }
     }
 
     #[test]
