@@ -9,6 +9,7 @@
 #[macro_use]
 mod diag;
 
+mod capped;
 mod cli;
 mod content;
 mod proto;

@@ -144,3 +144,32 @@ fn a_missing_ca_file_stops_a_verifying_client() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn a_certificate_key_or_ca_file_without_end_is_refused_in_bounded_memory() {
+    // /dev/zero never ends: the read stops at its cap, with one line.
+    let dir = workdir("endless");
+    let listen = format!("127.0.0.1:{}", free_port());
+    for args in [
+        &[
+            "--ssl",
+            "-l",
+            &listen,
+            "--ssl-cert",
+            "/dev/zero",
+            "--ssl-key",
+            "/dev/zero",
+        ][..],
+        &["--ssl", "--ssl-ca", "/dev/zero", "-c1", "127.0.0.1:1"][..],
+    ] {
+        let out = tcpkali(&dir, args);
+        assert_eq!(out.status.code(), Some(64), "{:?}", stderr_lines(&out));
+        let lines = stderr_lines(&out);
+        let last = lines.last().cloned().unwrap_or_default();
+        assert!(
+            last.contains("/dev/zero") && last.contains("larger than 16 MiB"),
+            "{lines:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

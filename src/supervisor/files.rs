@@ -104,15 +104,7 @@ pub fn write_file(path: &str, bytes: &[u8]) -> io::Result<()> {
 /// Reads a whole text file of at most `cap` bytes: a larger one, or one
 /// that is not UTF-8, is an error rather than a stall or a panic.
 pub fn read_capped(path: &str, cap: u64) -> io::Result<String> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    File::open(path)?.take(cap + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > cap {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("larger than {} MiB", cap >> 20),
-        ));
-    }
+    let bytes = crate::capped::read(std::path::Path::new(path), cap)?;
     String::from_utf8(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"))
 }
 

@@ -6,6 +6,7 @@
 use super::session::TlsSession;
 use super::verify::AcceptAnyServerCert;
 use super::TlsError;
+use crate::capped;
 use rustls::client::Resumption;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -336,6 +337,10 @@ fn client_config(trust: &Trust, versions: Versions) -> Result<ClientConfig, TlsC
     Ok(config)
 }
 
+/// The largest certificate, key or CA bundle read (PEM; a system bundle
+/// is about 200 KiB).
+const MAX_PEM: u64 = 16 << 20;
+
 /// The CA certificates `trust` names.
 fn root_store(trust: &Trust) -> Result<RootCertStore, TlsConfigError> {
     let path = match trust {
@@ -343,7 +348,7 @@ fn root_store(trust: &Trust) -> Result<RootCertStore, TlsConfigError> {
         _ => system_bundle()?,
     };
     let shown = path.display().to_string();
-    let bytes = std::fs::read(&path).map_err(|e| TlsConfigError::CaFile {
+    let bytes = capped::read(&path, MAX_PEM).map_err(|e| TlsConfigError::CaFile {
         path: shown.clone(),
         reason: io_reason(&e),
     })?;
@@ -422,7 +427,7 @@ fn read_identity(
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsConfigError> {
     let cert_shown = cert.display().to_string();
     let key_shown = key.display().to_string();
-    let cert_bytes = std::fs::read(cert).map_err(|e| TlsConfigError::CertFile {
+    let cert_bytes = capped::read(cert, MAX_PEM).map_err(|e| TlsConfigError::CertFile {
         path: cert_shown.clone(),
         reason: io_reason(&e),
     })?;
@@ -433,7 +438,7 @@ fn read_identity(
     if certs.is_empty() {
         return Err(TlsConfigError::NoCertificate { path: cert_shown });
     }
-    let key_bytes = std::fs::read(key).map_err(|e| TlsConfigError::KeyFile {
+    let key_bytes = capped::read(key, MAX_PEM).map_err(|e| TlsConfigError::KeyFile {
         path: key_shown.clone(),
         reason: io_reason(&e),
     })?;
