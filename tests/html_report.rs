@@ -20,33 +20,15 @@ fn temp(name: &str) -> PathBuf {
 
 /// A paced self-loop with message latency, writing `json` and `html`.
 fn reported_run(json: &Path, html: Option<&Path>) {
-    let port = common::free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut args: Vec<String> = [
-        "-w",
-        "2",
-        "-l",
-        &listen,
-        "-c",
-        "4",
-        "-r",
-        "100",
-        "-em",
-        "x\\{message.marker}",
-        &listen,
-        "-T",
-        "3s",
-        "--json",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.push(json.to_string_lossy().into_owned());
-    if let Some(h) = html {
-        args.push("--html".into());
-        args.push(h.to_string_lossy().into_owned());
-    }
-    let done = run(&args, Duration::from_secs(15));
+    let page = html.map(|h| h.to_string_lossy().into_owned());
+    let extra: Vec<&str> = match &page {
+        Some(p) => vec!["--html", p.as_str()],
+        None => Vec::new(),
+    };
+    let done = run(
+        &common::stamped_self_loop("3s", json, &extra),
+        Duration::from_secs(15),
+    );
     assert_eq!(done.code(), Some(0), "{}", done.describe());
 }
 

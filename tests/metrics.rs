@@ -44,30 +44,9 @@ fn report(path: &Path) -> Value {
 }
 
 /// A paced self-loop with message latency, exporting on `metrics`.
-fn args(port: u16, metrics: u16, seconds: &str, json: &Path) -> Vec<String> {
-    let listen = format!("127.0.0.1:{port}");
-    [
-        "-w",
-        "2",
-        "-l",
-        &listen,
-        "-c",
-        "4",
-        "-r",
-        "100",
-        "-em",
-        "x\\{message.marker}",
-        &listen,
-        "-T",
-        seconds,
-        "--metrics-listen",
-        &format!("127.0.0.1:{metrics}"),
-        "--json",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([json.to_string_lossy().into_owned()])
-    .collect()
+fn args(metrics: u16, seconds: &str, json: &Path) -> Vec<String> {
+    let listen = format!("127.0.0.1:{metrics}");
+    common::stamped_self_loop(seconds, json, &["--metrics-listen", &listen])
 }
 
 struct Prometheus {
@@ -149,7 +128,7 @@ fn a_real_prometheus_scrapes_what_the_run_reports() {
         return;
     };
     let json = temp("scraped.json");
-    let tcpkali = Running::start(&args(common::free_port(), port, "6s", &json));
+    let tcpkali = Running::start(&args(port, "6s", &json));
     // Prometheus starts scraping a while after it is ready: wait for it.
     let deadline = Instant::now() + Duration::from_secs(15);
     while query(&prom, "up{job=\"tcpkali\"}") != Ok(1.0) {
@@ -211,7 +190,7 @@ fn a_real_prometheus_scrapes_what_the_run_reports() {
 fn get_edges() -> Vec<f64> {
     let json = temp("edges.json");
     let metrics = common::free_port();
-    let tcpkali = Running::start(&args(common::free_port(), metrics, "2s", &json));
+    let tcpkali = Running::start(&args(metrics, "2s", &json));
     let deadline = Instant::now() + Duration::from_secs(10);
     let text = loop {
         if let Ok(t) = get(metrics, "/metrics") {
@@ -235,7 +214,7 @@ fn a_scraper_that_never_sends_delays_nothing() {
     let json = temp("silent.json");
     let metrics = common::free_port();
     let started = Instant::now();
-    let mut run_args = args(common::free_port(), metrics, "5s", &json);
+    let mut run_args = args(metrics, "5s", &json);
     run_args.extend(["--progress-interval".to_string(), "1s".to_string()]);
     let tcpkali = Running::start(&run_args);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -282,7 +261,7 @@ fn a_scraper_that_never_sends_delays_nothing() {
 fn counters_keep_counting_across_a_worker_restart() {
     let json = temp("restart.json");
     let metrics = common::free_port();
-    let tcpkali = Running::start(&args(common::free_port(), metrics, "4s", &json));
+    let tcpkali = Running::start(&args(metrics, "4s", &json));
     let workers = common::wait_for_workers(tcpkali.pid(), 2, Duration::from_secs(5));
     assert_eq!(workers.len(), 2);
     std::thread::sleep(Duration::from_millis(1000));
@@ -313,7 +292,7 @@ fn counters_keep_counting_across_a_worker_restart() {
 #[test]
 fn monitor_exports_a_running_soak() {
     let json = temp("monitored.json");
-    let tcpkali = Running::start(&args(common::free_port(), common::free_port(), "4s", &json));
+    let tcpkali = Running::start(&args(common::free_port(), "4s", &json));
     assert!(common::wait_for_path(
         &common::shm_path(tcpkali.pid()),
         Duration::from_secs(5)

@@ -31,36 +31,14 @@ fn sum(rows: &[Value], key: &str) -> u64 {
 
 /// A paced self-loop whose messages carry send stamps (so every row has
 /// message latency), writing its report to `json`.
-fn args(port: u16, seconds: &str, json: &Path) -> Vec<String> {
-    let listen = format!("127.0.0.1:{port}");
-    [
-        "-w",
-        "2",
-        "-l",
-        &listen,
-        "-c",
-        "4",
-        "-r",
-        "100",
-        "-em",
-        "x\\{message.marker}",
-        &listen,
-        "-T",
-        seconds,
-        "--snapshot-interval",
-        "1s",
-        "--json",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([json.to_string_lossy().into_owned()])
-    .collect()
+fn args(seconds: &str, json: &Path) -> Vec<String> {
+    common::stamped_self_loop(seconds, json, &["--snapshot-interval", "1s"])
 }
 
 #[test]
 fn a_run_has_a_row_a_second_whose_sums_are_its_totals() {
     let json = temp("six.json");
-    let tcpkali = Running::start(&args(common::free_port(), "6s", &json));
+    let tcpkali = Running::start(&args("6s", &json));
     // A snapshot taken mid-run carries the rows so far.
     std::thread::sleep(Duration::from_millis(3500));
     let snapshot = report(&json);
@@ -113,12 +91,9 @@ fn a_run_has_a_row_a_second_whose_sums_are_its_totals() {
 #[test]
 fn reports_with_offset_starts_merge_into_one_series_by_timestamp() {
     let (a, b, m) = (temp("a.json"), temp("b.json"), temp("merged.json"));
-    let first = Running::start(&args(common::free_port(), "4s", &a));
+    let first = Running::start(&args("4s", &a));
     std::thread::sleep(Duration::from_millis(2000));
-    let second = run(
-        &args(common::free_port(), "4s", &b),
-        Duration::from_secs(15),
-    );
+    let second = run(&args("4s", &b), Duration::from_secs(15));
     let first = first.finish(Duration::from_secs(15));
     assert_eq!(first.code(), Some(0), "{}", first.describe());
     assert_eq!(second.code(), Some(0), "{}", second.describe());

@@ -21,28 +21,10 @@ fn report(path: &Path) -> serde_json::Value {
 /// A paced self-loop whose messages carry send stamps, so message
 /// latency is measured; `extra` adds thresholds.
 fn judged_run(json: &Path, seconds: &str, extra: &[&str]) -> common::Finished {
-    let port = common::free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let json = json.to_str().expect("utf-8 path").to_string();
-    let mut args = vec![
-        "-w",
-        "2",
-        "-l",
-        &listen,
-        "-c",
-        "4",
-        "-r",
-        "100",
-        "-em",
-        "x\\{message.marker}",
-        &listen,
-        "-T",
-        seconds,
-        "--json",
-        &json,
-    ];
-    args.extend_from_slice(extra);
-    run(&args, Duration::from_secs(20))
+    run(
+        &common::stamped_self_loop(seconds, json, extra),
+        Duration::from_secs(20),
+    )
 }
 
 #[test]

@@ -948,3 +948,33 @@ pub fn take_marker_stamps(pending: &mut Vec<u8>) -> Vec<u64> {
     }
     stamps
 }
+
+/// The arguments of a paced self-loop whose messages carry send stamps
+/// (so message latency is measured): 2 workers, 4 connections at 100
+/// messages/s each, for `seconds`, writing its report to `json`, then
+/// `extra`.
+pub fn stamped_self_loop(seconds: &str, json: &std::path::Path, extra: &[&str]) -> Vec<String> {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut args: Vec<String> = [
+        "-w",
+        "2",
+        "-l",
+        &listen,
+        "-c",
+        "4",
+        "-r",
+        "100",
+        "-em",
+        "x\\{message.marker}",
+        &listen,
+        "-T",
+        seconds,
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push(json.to_string_lossy().into_owned());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
