@@ -286,9 +286,10 @@ fn monitor_follows_a_running_tcpkali_until_it_ends() {
     );
     assert!(text.matches(" Traffic ").count() >= 2, "{text}");
     assert!(text.contains("has ended"), "{text}");
-    // A region that is not tcpkali's is refused.
-    let fake = 9_999_990_u32;
-    let path = format!("/dev/shm/tcpkali.{fake}");
+    // A region that is not tcpkali's is refused (named for a live process
+    // of ours, this test).
+    let fake = std::process::id();
+    let path = format!("/dev/shm/tcpkali.{fake}.0123456789abcdef");
     std::fs::write(&path, vec![0u8; 8192]).expect("fake region");
     let out = Command::new(BIN)
         .args(["monitor", &fake.to_string()])

@@ -31,7 +31,9 @@ mod histogram;
 mod region;
 
 pub use histogram::{BucketLayout, HIST_BUCKETS, HIST_HIGH_US, HIST_LOW_US, HIST_SIGFIG};
-pub use region::{region_name, remove_stale_regions, Region, RegionError};
+pub use region::{
+    find_region, new_region_name, region_pids, remove_stale_regions, Region, RegionError,
+};
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 

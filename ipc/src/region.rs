@@ -42,9 +42,59 @@ impl fmt::Display for RegionError {
 
 impl std::error::Error for RegionError {}
 
-/// The name of the region of the supervisor with process id `pid`.
-pub fn region_name(pid: u32) -> String {
-    format!("/tcpkali.{pid}")
+/// A fresh name for the region of the supervisor with process id `pid`:
+/// `/tcpkali.<pid>.<64 random bits>`. Another user cannot guess it, so
+/// cannot take it first; a monitor finds it from the pid ([`find_region`]).
+pub fn new_region_name(pid: u32) -> String {
+    let mut bytes = [0u8; 8];
+    // SAFETY: getrandom fills the buffer it is given, up to its length.
+    let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    let salt = if got == 8 {
+        u64::from_ne_bytes(bytes)
+    } else {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        now ^ u64::from(pid).rotate_left(32)
+    };
+    format!("/tcpkali.{pid}.{salt:016x}")
+}
+
+/// The pid a region name belongs to (`tcpkali.<pid>.<salt>` or the older
+/// `tcpkali.<pid>`), if it is a region name.
+fn pid_of(file_name: &str) -> Option<u32> {
+    let rest = file_name.strip_prefix("tcpkali.")?;
+    rest.split('.').next()?.parse().ok()
+}
+
+/// The region of the run whose supervisor is `pid`: the one whose name
+/// carries that pid and which belongs to that process's user (a region
+/// another user planted under the pid is not it).
+pub fn find_region(pid: u32) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(format!("/proc/{pid}")).ok()?.uid();
+    std::fs::read_dir("/dev/shm")
+        .ok()?
+        .flatten()
+        .filter(|e| {
+            e.file_name().to_str().and_then(pid_of) == Some(pid)
+                && e.metadata().is_ok_and(|m| m.uid() == owner)
+        })
+        .find_map(|e| e.file_name().to_str().map(|n| format!("/{n}")))
+}
+
+/// The pids of the runs whose regions this host has.
+pub fn region_pids() -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(pid_of))
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
 }
 
 /// Bytes from the start of the region to the first slot.
@@ -197,7 +247,7 @@ impl Region {
     }
 }
 
-/// Removes `/tcpkali.<pid>` objects left by runs whose supervisor is gone
+/// Removes `/tcpkali.<pid>.*` objects left by runs whose supervisor is gone
 /// (e.g. killed with SIGKILL), and one carrying our own pid (left by an
 /// earlier process that had this pid, as in a restarted container).
 /// Returns the names removed.
@@ -212,10 +262,7 @@ pub fn remove_stale_regions() -> Vec<String> {
         let Some(name) = file_name.to_str() else {
             continue;
         };
-        let Some(pid) = name
-            .strip_prefix("tcpkali.")
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
+        let Some(pid) = pid_of(name).and_then(|p| i32::try_from(p).ok()) else {
             continue;
         };
         // SAFETY: kill with signal 0 only checks for existence.
@@ -291,7 +338,7 @@ mod tests {
 
     #[test]
     fn a_leftover_region_with_our_own_pid_is_stale() {
-        let name = region_name(std::process::id());
+        let name = new_region_name(std::process::id());
         let _left = ShmemConf::new()
             .size(4096)
             .os_id(&name)

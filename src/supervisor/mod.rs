@@ -46,7 +46,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tcpkali_ipc::{
-    region_name, remove_stale_regions, BucketLayout, Fault, Gauge, HistKind, Region, Snapshot,
+    new_region_name, remove_stale_regions, BucketLayout, Fault, Gauge, HistKind, Region, Snapshot,
 };
 
 const TICK: Duration = Duration::from_millis(100);
@@ -190,6 +190,9 @@ impl Supervisor {
         remove_stale_regions();
         limits::warn(&plan.shortfalls);
         let shared = setup::shared(&plan);
+        // The region first: a run that cannot have one binds nothing.
+        let region = Region::create(&new_region_name(std::process::id()), plan.workers)
+            .map_err(StartError::Region)?;
         let (listeners, per_worker) = open_listeners(&plan)?;
         let exporter = match &plan.opts.metrics_listen {
             Some(spec) => Some(
@@ -199,8 +202,6 @@ impl Supervisor {
             None => None,
         };
         let worker_plans = setup::worker_plans(&plan, &per_worker);
-        let region = Region::create(&region_name(std::process::id()), plan.workers)
-            .map_err(StartError::Region)?;
         children::install_signal_handlers().map_err(StartError::Signals)?;
         if let Some(listener) = exporter {
             metrics::spawn(listener, &region).map_err(StartError::Fork)?;

@@ -1,6 +1,7 @@
 //! `tcpkali monitor [--metrics-listen [HOST:]PORT] [PID]`: watches a
 //! running tcpkali from outside. It attaches read-only to the run's stats
-//! region (`/dev/shm/tcpkali.PID`), which it refuses when the magic or
+//! region (`/dev/shm/tcpkali.PID.<random>`, found by the pid and owned by
+//! that process's user), which it refuses when the magic or
 //! layout version differ, and prints a timestamped progress line every
 //! second until the run ends, or on a terminal shows the full-screen live
 //! view (`live`); with `--metrics-listen` it serves the run's Prometheus
@@ -13,27 +14,14 @@ use crate::supervisor::{live, metrics};
 use std::io::IsTerminal;
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime};
-use tcpkali_ipc::{region_name, Counter, Region};
+use tcpkali_ipc::{find_region, region_pids, Counter, Region};
 
 const USAGE: &str = "usage: tcpkali monitor [--metrics-listen [HOST:]PORT] [PID]";
 
-/// The pids of the runs whose stats regions this host has.
-fn runs() -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name();
-            name.to_str()?.strip_prefix("tcpkali.")?.parse().ok()
-        })
-        .collect()
-}
-
 /// Whether the run of `pid` is over: its supervisor removed the region's
-/// name (our mapping stays readable until we leave), or is gone.
-fn ended(pid: u32) -> bool {
-    let named = std::path::Path::new(&format!("/dev/shm{}", region_name(pid))).exists();
+/// `name` (our mapping stays readable until we leave), or is gone.
+fn ended(pid: u32, name: &str) -> bool {
+    let named = std::path::Path::new(&format!("/dev/shm{name}")).exists();
     // SAFETY: kill with signal 0 only checks for existence.
     !named || unsafe { libc::kill(pid as i32, 0) } != 0
 }
@@ -72,7 +60,7 @@ pub fn run(args: &[String]) -> i32 {
     }
     let pid = match pid {
         Some(p) => p,
-        None => match runs().as_slice() {
+        None => match region_pids().as_slice() {
             [one] => *one,
             [] => {
                 diag!("tcpkali monitor: no tcpkali is running here; {USAGE}");
@@ -87,7 +75,11 @@ pub fn run(args: &[String]) -> i32 {
             }
         },
     };
-    let region = match Region::open(&region_name(pid)) {
+    let Some(name) = find_region(pid) else {
+        diag!("tcpkali monitor: no stats region of a tcpkali with pid {pid} here");
+        return 69;
+    };
+    let region = match Region::open(&name) {
         Ok(r) => r,
         Err(e) => {
             diag!("tcpkali monitor: {e}");
@@ -103,23 +95,23 @@ pub fn run(args: &[String]) -> i32 {
                     return 69;
                 }
             };
-            metrics::serve(&listener, &region, || ended(pid));
+            metrics::serve(&listener, &region, || ended(pid, &name));
             0
         }
-        None if std::io::stdout().is_terminal() => live::run(pid, &region, || ended(pid)),
-        None => lines(pid, &region),
+        None if std::io::stdout().is_terminal() => live::run(pid, &region, || ended(pid, &name)),
+        None => lines(pid, &name, &region),
     }
 }
 
 /// A progress line a second until the run ends.
-fn lines(pid: u32, region: &Region) -> i32 {
+fn lines(pid: u32, name: &str, region: &Region) -> i32 {
     let (mut rx, mut tx) = (Smoothed::default(), Smoothed::default());
     let mut errors = Smoothed::default();
     let mut last = region.snapshot();
     let mut at = Instant::now();
     loop {
         std::thread::sleep(Duration::from_secs(1));
-        if ended(pid) {
+        if ended(pid, name) {
             let _ = writeln!(std::io::stdout(), "tcpkali {pid} has ended.");
             return 0;
         }

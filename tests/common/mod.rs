@@ -663,7 +663,32 @@ pub fn wait_until_gone(pids: &[i32], timeout: Duration) -> Vec<i32> {
 
 /// The shared-memory stats region of a supervisor.
 pub fn shm_path(pid: i32) -> PathBuf {
-    PathBuf::from(format!("/dev/shm/tcpkali.{pid}"))
+    // `tcpkali.<pid>.<random>`: found by its pid.
+    let prefix = format!("tcpkali.{pid}.");
+    std::fs::read_dir("/dev/shm")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .unwrap_or_else(|| PathBuf::from(format!("/dev/shm/{prefix}none")))
+}
+
+/// Polls until the stats region of `pid` exists; its path (which does not
+/// exist when the timeout passed first).
+pub fn wait_for_region(pid: i32, timeout: Duration) -> PathBuf {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let path = shm_path(pid);
+        if path.exists() || Instant::now() >= deadline {
+            return path;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Poll until `path` exists (true) or the timeout passes (false).
