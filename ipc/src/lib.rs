@@ -32,7 +32,8 @@ mod region;
 
 pub use histogram::{BucketLayout, HIST_BUCKETS, HIST_HIGH_US, HIST_LOW_US, HIST_SIGFIG};
 pub use region::{
-    find_region, new_region_name, region_pids, remove_stale_regions, Region, RegionError,
+    find_region, new_region_name, region_pids, remove_stale_regions, unguessable_u64, Region,
+    RegionError,
 };
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

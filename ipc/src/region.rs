@@ -46,18 +46,23 @@ impl std::error::Error for RegionError {}
 /// `/tcpkali.<pid>.<64 random bits>`. Another user cannot guess it, so
 /// cannot take it first; a monitor finds it from the pid ([`find_region`]).
 pub fn new_region_name(pid: u32) -> String {
+    format!("/tcpkali.{pid}.{:016x}", unguessable_u64())
+}
+
+/// 64 bits from the kernel's random source, for names another user must
+/// not guess (should it ever fail, the clock and the pid; the names it
+/// serves are also created exclusively, so a guess can only refuse them).
+pub fn unguessable_u64() -> u64 {
     let mut bytes = [0u8; 8];
     // SAFETY: getrandom fills the buffer it is given, up to its length.
     let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    let salt = if got == 8 {
-        u64::from_ne_bytes(bytes)
-    } else {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        now ^ u64::from(pid).rotate_left(32)
-    };
-    format!("/tcpkali.{pid}.{salt:016x}")
+    if got == 8 {
+        return u64::from_ne_bytes(bytes);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    now ^ u64::from(std::process::id()).rotate_left(32)
 }
 
 /// The pid a region name belongs to (`tcpkali.<pid>.<salt>` or the older

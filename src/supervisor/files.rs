@@ -33,19 +33,7 @@ pub fn check_target(path: &str) -> io::Result<()> {
 
 /// A name beside `path` that nobody can guess: `path.<64 random bits>.what`.
 fn unguessable_beside(path: &str, what: &str) -> String {
-    let mut bytes = [0u8; 8];
-    // SAFETY: getrandom fills the buffer it is given, up to its length.
-    let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    let salt = if got == 8 {
-        u64::from_ne_bytes(bytes)
-    } else {
-        // Not a secret: O_EXCL already refuses a planted name.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        now ^ (u64::from(std::process::id()) << 32)
-    };
-    format!("{path}.{salt:016x}.{what}")
+    format!("{path}.{:016x}.{what}", tcpkali_ipc::unguessable_u64())
 }
 
 /// Creates `path`, which must not exist, never through a symlink.
