@@ -234,6 +234,7 @@ fn bad_expressions_exit_64_naming_the_option() {
             "/nonexistent/tcpkali",
         ),
         (&["-m", "\\{re [z-a]}"], "[z-a]"),
+        (&["-m", "\\{re a{2,1}}"], "out of order"),
     ] {
         let mut all = args.to_vec();
         all.extend(["127.0.0.1:1", "-T1s"]);
