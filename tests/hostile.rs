@@ -182,3 +182,82 @@ fn slowloris_clients_do_not_starve_or_bloat_a_websocket_sink() {
     assert_eq!(done.code(), Some(0), "{}", done.describe());
     assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
 }
+
+#[test]
+fn a_websocket_sink_closes_connections_that_never_upgrade() {
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut sink = Running::start(&[
+        "--ws",
+        "-l",
+        &listen,
+        "--connect-timeout",
+        "300ms",
+        "-T",
+        "5s",
+    ]);
+    assert!(sink.wait_for_stderr("Listen on:", Duration::from_secs(3)));
+    // Connected, and never a byte of an upgrade request.
+    let mut silent: Vec<TcpStream> = (0..20)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    assert_eq!(silent.len(), 20);
+    for s in silent.iter_mut() {
+        s.set_read_timeout(Some(Duration::from_secs(4)))
+            .expect("timeout");
+        let mut byte = [0u8; 1];
+        // The sink hangs up (EOF or reset) well before its run ends.
+        assert!(matches!(s.read(&mut byte), Ok(0) | Err(_)));
+    }
+    let done = sink.finish(Duration::from_secs(8));
+    assert_eq!(done.code(), Some(0), "{}", done.describe());
+    assert!(
+        done.stdout.contains("Connection errors: 20 timed out."),
+        "{}",
+        done.describe()
+    );
+}
+
+#[test]
+fn a_websocket_client_times_out_a_server_that_never_answers_its_upgrade() {
+    let (l, addr) = listener();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming().flatten() {
+            held.push(s); // accepted, never answered
+        }
+    });
+    let done = run(
+        &[
+            "--ws",
+            "-c",
+            "2",
+            "--connect-timeout",
+            "300ms",
+            "-m",
+            "hi",
+            &addr,
+            "-T",
+            "2s",
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(done.code(), Some(0), "{}", done.describe());
+    let line = done
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Connection errors:"))
+        .unwrap_or_default()
+        .trim_end_matches('.');
+    let timed_out: u64 = line
+        .split(", ")
+        .find_map(|part| {
+            part.trim_start_matches("Connection errors: ")
+                .strip_suffix(" timed out")
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    // Two connections, each retried after its upgrade timed out.
+    assert!(timed_out >= 2, "{}", done.describe());
+    assert_eq!(summary_of(&done).received, 0);
+}

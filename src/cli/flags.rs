@@ -220,7 +220,7 @@ pub(super) static FLAGS: &[Flag] = &[
     flag(Id::Header, &["header"], Some(b'H'), Req("<string>"), TestRun, "Extra HTTP header for the WebSocket upgrade (repeatable)"),
     flag(Id::Connections, &["connections"], Some(b'c'), Req("<N>"), TestRun, "Concurrent connections to open to the destinations").default("1").common(),
     flag(Id::ConnectRate, &["connect-rate"], None, Req("<Rate>"), TestRun, "New connections per second").default("100").common(),
-    flag(Id::ConnectTimeout, &["connect-timeout"], None, Req("<Time>"), TestRun, "Give up on a connection attempt after this long").default("1s"),
+    flag(Id::ConnectTimeout, &["connect-timeout"], None, Req("<Time>"), TestRun, "Give up on a connection whose connect, TLS handshake or WebSocket upgrade takes longer").default("1s"),
     flag(Id::ChannelLifetime, &["channel-lifetime"], None, Req("<Time>"), TestRun, "Close each connection after this long").default("until the end"),
     flag(Id::BandwidthUp, &["channel-bandwidth-upstream"], None, Req("<Bandwidth>"), TestRun, "Send limit per connection").default("unlimited"),
     flag(Id::BandwidthDown, &["channel-bandwidth-downstream"], None, Req("<Bandwidth>"), TestRun, "Receive limit per connection").default("unlimited"),

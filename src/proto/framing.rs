@@ -161,6 +161,11 @@ impl Framing {
         }
     }
 
+    /// The WebSocket upgrade is still under way (no frame may flow yet).
+    pub fn upgrading(&self) -> bool {
+        matches!(self, Framing::Ws(w) if !matches!(w.phase, WsPhase::Open))
+    }
+
     /// Our close is queued or sent: only control frames may follow.
     pub fn closing(&self) -> bool {
         matches!(self, Framing::Ws(w) if w.close_sent)

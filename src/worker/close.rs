@@ -156,6 +156,9 @@ impl Worker<'_> {
             }
         }
         self.stats.publish_open();
+        if reason == CloseReason::UpgradeTimeout {
+            self.stats.add(Counter::ConnsTimedOut, 1);
+        }
         if let CloseReason::Protocol(_) = reason {
             self.stats.add(Counter::ProtocolErrors, 1);
         }
@@ -180,6 +183,9 @@ impl Worker<'_> {
             }
             CloseReason::ConnectTimeout if v >= 1 => {
                 diag!("Connection to {peer} is being closed: Connection timed out")
+            }
+            CloseReason::UpgradeTimeout if v >= 1 => {
+                diag!("WebSocket upgrade with {peer} timed out")
             }
             CloseReason::WriteError(_) if v >= 1 => diag!("Connection reset by {peer}"),
             CloseReason::PeerClosed if v >= 2 => diag!("Connection half-closed by {peer}"),

@@ -41,6 +41,8 @@ pub enum CloseReason {
     ConnectFailed(nix::Error),
     /// Still connecting after `--connect-timeout`.
     ConnectTimeout,
+    /// The WebSocket upgrade not done after `--connect-timeout`.
+    UpgradeTimeout,
     /// The peer closed its side.
     PeerClosed,
     /// A read failed with this errno.
@@ -85,6 +87,7 @@ impl CloseReason {
             CloseReason::PeerClosed if dir != Direction::In => Some(Counter::ClosedByPeer),
             CloseReason::PeerClosed
             | CloseReason::ConnectTimeout
+            | CloseReason::UpgradeTimeout
             | CloseReason::Lifetime
             | CloseReason::Protocol(_)
             | CloseReason::WsClosed
@@ -353,6 +356,7 @@ mod tests {
         );
         for counted_elsewhere in [
             CloseReason::ConnectTimeout,
+            CloseReason::UpgradeTimeout,
             CloseReason::Lifetime,
             CloseReason::WsClosed,
         ] {

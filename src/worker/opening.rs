@@ -186,11 +186,24 @@ impl Worker<'_> {
 
     /// Sets up the WebSocket framing of a new connection (`--ws`): an
     /// outgoing one renders its upgrade request (random key, per-connection
-    /// path and headers); an accepted one waits for the client's.
+    /// path and headers); an accepted one waits for the client's. The
+    /// upgrade must finish within `--connect-timeout` of the connection's
+    /// start, as the TCP connect and the TLS handshake must: a peer that
+    /// never completes it would otherwise hold the descriptor for ever.
     fn start_websocket(&mut self, slot: u32, gen: u32) {
         let Some(plan) = &self.shared.ws else {
             return;
         };
+        let timeout = self.shared.connect_timeout;
+        // Under `--ssl` the handshake's deadline, still pending, is the same.
+        let needs_deadline = self.shared.tls.is_none();
+        let Some(created) = self.conns.get(slot, gen).map(|c| c.created) else {
+            return;
+        };
+        if needs_deadline {
+            let at = created.saturating_add(ns(timeout));
+            self.add_timer(at, slot, gen, TimerKind::ConnectTimeout);
+        }
         let Some(c) = self.conns.get_mut(slot, gen) else {
             return;
         };

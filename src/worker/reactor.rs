@@ -192,6 +192,9 @@ impl Worker<'_> {
                 {
                     self.close(t.slot, t.gen, CloseReason::ConnectTimeout)
                 }
+                TimerKind::ConnectTimeout if c.phase == Phase::Open && c.framing.upgrading() => {
+                    self.close(t.slot, t.gen, CloseReason::UpgradeTimeout)
+                }
                 TimerKind::ConnectTimeout => {}
                 TimerKind::Lifetime => self.close(t.slot, t.gen, CloseReason::Lifetime),
                 TimerKind::Linger => self.close(t.slot, t.gen, CloseReason::Shed),
