@@ -41,6 +41,19 @@ fn listener() -> (TcpListener, String) {
     (l, addr)
 }
 
+/// A server that accepts connections and holds them, never reading or
+/// writing a byte; its address.
+fn mute_server() -> String {
+    let (l, addr) = listener();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    addr
+}
+
 #[test]
 fn a_server_that_resets_at_once_is_retried_without_crashing() {
     let (l, addr) = listener();
@@ -82,13 +95,7 @@ fn a_server_that_resets_at_once_is_retried_without_crashing() {
 
 #[test]
 fn a_server_that_never_reads_blocks_the_sender_and_memory_stays_flat() {
-    let (l, addr) = listener();
-    thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in l.incoming().flatten() {
-            held.push(s); // accepted, never read
-        }
-    });
+    let addr = mute_server();
     let message = "x".repeat(1024);
     let mut child = Running::start(&["-c", "2", "-m", &message, &addr, "-T", "3s"]);
     let samples = watch_rss(&mut child, Duration::from_secs(8));
@@ -220,13 +227,7 @@ fn a_websocket_sink_closes_connections_that_never_upgrade() {
 
 #[test]
 fn a_websocket_client_times_out_a_server_that_never_answers_its_upgrade() {
-    let (l, addr) = listener();
-    thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in l.incoming().flatten() {
-            held.push(s); // accepted, never answered
-        }
-    });
+    let addr = mute_server();
     let done = run(
         &[
             "--ws",
