@@ -133,6 +133,18 @@ pub struct Stage {
     pub connections: Option<u64>,
 }
 
+#[cfg(test)]
+impl Stage {
+    /// A stage lasting whole seconds, as the supervisor's tests write them.
+    pub fn of_secs(secs: u64, rate: Option<f64>, connections: Option<u64>) -> Stage {
+        Stage {
+            duration: Duration::from_secs(secs),
+            rate,
+            connections,
+        }
+    }
+}
+
 /// How a `--threshold` compares the measured figure with its bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compare {

@@ -533,20 +533,15 @@ mod tests {
     use super::*;
     use crate::cli::config::Stage;
 
-    fn stage(secs: u64, rate: Option<f64>, connections: Option<u64>) -> Stage {
-        Stage {
-            duration: Duration::from_secs(secs),
-            rate,
-            connections,
-        }
-    }
-
     #[test]
     fn a_stage_asks_for_the_integral_of_its_rate_times_its_connections() {
         let opts = Options {
             message_rate: Some(50.0),
             connections: 4,
-            stages: vec![stage(2, Some(500.0), None), stage(1, None, Some(8))],
+            stages: vec![
+                Stage::of_secs(2, Some(500.0), None),
+                Stage::of_secs(1, None, Some(8)),
+            ],
             ..Options::default()
         };
         let plans = stage_plans(&opts);

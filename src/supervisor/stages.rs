@@ -45,15 +45,6 @@ pub fn peak_connections(opts: &Options) -> u64 {
 mod tests {
     use super::*;
     use crate::cli::config::Stage;
-    use std::time::Duration;
-
-    fn stage(secs: u64, rate: Option<f64>, connections: Option<u64>) -> Stage {
-        Stage {
-            duration: Duration::from_secs(secs),
-            rate,
-            connections,
-        }
-    }
 
     #[test]
     fn each_stage_starts_where_the_last_one_ended() {
@@ -61,9 +52,9 @@ mod tests {
             message_rate: Some(50.0),
             connections: 10,
             stages: vec![
-                stage(2, Some(500.0), None),
-                stage(0, None, Some(40)),
-                stage(3, None, None),
+                Stage::of_secs(2, Some(500.0), None),
+                Stage::of_secs(0, None, Some(40)),
+                Stage::of_secs(3, None, None),
             ],
             ..Options::default()
         };
