@@ -6,7 +6,11 @@
 //! make the run's figures suspect: throughput is then a lower bound, and
 //! latency includes the generator's own delay. Only paced runs are judged:
 //! without a rate the generator is meant to go flat out, and saying so
-//! would tell nothing. Plain numbers in and out.
+//! would tell nothing. Late messages from workers that were mostly idle,
+//! while the kernel woke them late (the wake-up lateness histogram), are
+//! the host's doing, not the generator's: the warning says so, because
+//! "saturated" would send the user to add workers that would not help.
+//! Plain numbers in and out.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +23,12 @@ const BUSY_SHARE: f64 = 0.1;
 /// nothing about the generator).
 const LATE_SHARE: f64 = 0.01;
 const MIN_LATE: u64 = 10;
+/// Late messages are the host's doing when no worker was busier than
+/// this over the steady state ...
+const IDLE_BUSY: f64 = 0.5;
+/// ... and the kernel woke a worker at least this late (ms) against its
+/// deadline: an idle worker's message can only go a tick late that way.
+const HOST_WAKE_LATE_MS: f64 = 1.0;
 
 /// Whether paced messages went late often enough to say so.
 fn too_late(msgs_late: u64, late_share: f64) -> bool {
@@ -109,7 +119,26 @@ impl Watch {
             late_share,
             wake_late_ms: [0.0; 3],
             saturated: paced && (busiest_share >= BUSY_SHARE || too_late(msgs_late, late_share)),
+            host_delayed: false,
         }
+    }
+}
+
+impl Generator {
+    /// Takes the kernel's wake-up lateness (ms: median, p99, max) and
+    /// puts late messages of idle workers down to the host.
+    pub fn with_wake_late(mut self, wake_late_ms: [f64; 3]) -> Generator {
+        self.wake_late_ms = wake_late_ms;
+        let busy_ticks = self
+            .busiest_worker
+            .and_then(|w| self.busy_at_90.get(w).copied())
+            .unwrap_or(0.0);
+        let idle = self.busy.iter().all(|&b| b < IDLE_BUSY) && busy_ticks < BUSY_SHARE;
+        if self.saturated && idle && wake_late_ms[2] >= HOST_WAKE_LATE_MS {
+            self.saturated = false;
+            self.host_delayed = true;
+        }
+        self
     }
 }
 
@@ -133,11 +162,27 @@ pub struct Generator {
     #[serde(default)]
     pub wake_late_ms: [f64; 3],
     pub saturated: bool,
+    /// Paced messages went late while every worker was mostly idle and
+    /// the kernel woke them late: the host, not the generator, held them.
+    #[serde(default)]
+    pub host_delayed: bool,
 }
 
 impl Generator {
-    /// The summary's warning, when the generator was saturated.
+    /// The summary's warning, when the generator was saturated or the
+    /// host held its wake-ups.
     pub fn warning(&self) -> Option<String> {
+        if self.host_delayed {
+            let busiest = self.busy.iter().copied().fold(0.0, f64::max);
+            return Some(format!(
+                "WARNING: The host delayed the generator: {} paced messages ({:.1}%) went out more than 1 ms behind their schedule while no worker was busy more than {:.0}% of the time; the kernel woke the workers up to {:.1} ms late (99th percentile {:.1} ms). Latency figures include that delay.\n",
+                self.late_messages,
+                self.late_share * 100.0,
+                busiest * 100.0,
+                self.wake_late_ms[2],
+                self.wake_late_ms[1],
+            ));
+        }
         if !self.saturated {
             return None;
         }
@@ -218,5 +263,50 @@ mod tests {
         );
         let line = g.warning().unwrap_or_default();
         assert!(line.contains("100 paced messages (1.0%)"), "{line}");
+    }
+
+    fn idle_worker_with_late_messages() -> Generator {
+        let mut w = Watch::new(1);
+        let mut a = 0;
+        for _ in 0..100 {
+            a += TICK / 50;
+            w.tick(TICK, &[a]);
+        }
+        w.report(10_000, 300, true)
+    }
+
+    #[test]
+    fn late_messages_of_idle_workers_woken_late_are_the_hosts_doing() {
+        let g = idle_worker_with_late_messages().with_wake_late([0.1, 4.5, 13.4]);
+        assert!(!g.saturated && g.host_delayed, "{g:?}");
+        let line = g.warning().unwrap_or_default();
+        assert!(
+            line.starts_with("WARNING: The host delayed the generator: 300 paced messages (3.0%)"),
+            "{line}"
+        );
+        assert!(line.contains("busy more than 2% of the time"), "{line}");
+        assert!(
+            line.contains("up to 13.4 ms late (99th percentile 4.5 ms)"),
+            "{line}"
+        );
+        assert!(!line.contains("saturated"), "{line}");
+    }
+
+    #[test]
+    fn late_messages_of_idle_workers_woken_on_time_stay_the_generators() {
+        let g = idle_worker_with_late_messages().with_wake_late([0.05, 0.3, 0.8]);
+        assert!(g.saturated && !g.host_delayed, "{g:?}");
+    }
+
+    #[test]
+    fn a_busy_worker_woken_late_is_still_saturated() {
+        let mut w = Watch::new(1);
+        let mut a = 0;
+        for _ in 0..100 {
+            a += TICK * 95 / 100;
+            w.tick(TICK, &[a]);
+        }
+        let g = w.report(10_000, 300, true).with_wake_late([1.0, 5.0, 9.0]);
+        assert!(g.saturated && !g.host_delayed, "{g:?}");
     }
 }

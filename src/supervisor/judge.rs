@@ -41,7 +41,8 @@ pub struct Judgement {
 
 impl Judgement {
     /// Adds another host's judgement: errors and stages add up exactly
-    /// (stage by stage); a saturated generator anywhere is kept; verdicts,
+    /// (stage by stage); the gravest generator warning anywhere is kept
+    /// (saturated, then delayed by its host); verdicts,
     /// each host's own, are not carried into the merge.
     pub fn merge(&mut self, other: Judgement) {
         for (name, n) in other.errors {
@@ -57,8 +58,13 @@ impl Judgement {
             }
         }
         self.thresholds.clear();
-        if other.generator.as_ref().is_some_and(|g| g.saturated) || self.generator.is_none() {
-            self.generator = other.generator.or(self.generator.take());
+        let gravity = |g: &Option<Generator>| {
+            g.as_ref().map_or(0, |g| {
+                1 + u8::from(g.host_delayed) + 2 * u8::from(g.saturated)
+            })
+        };
+        if gravity(&other.generator) > gravity(&self.generator) {
+            self.generator = other.generator;
         }
     }
 }
@@ -333,20 +339,20 @@ impl Judge {
     /// What the generator's own measurements say; `wake_late` is the
     /// histogram of its wake-up lateness (µs).
     pub fn generator(&self, delta: &Snapshot, wake_late: &Histogram<u64>) -> Generator {
-        let mut g = self.watch.report(
+        let g = self.watch.report(
             delta.get(Counter::MsgsSent),
             delta.get(Counter::MsgsLate),
             self.paced,
         );
-        if !wake_late.is_empty() {
-            let ms = |us: u64| us as f64 / 1000.0;
-            g.wake_late_ms = [
-                ms(wake_late.value_at_quantile(0.5)),
-                ms(wake_late.value_at_quantile(0.99)),
-                ms(wake_late.max()),
-            ];
+        if wake_late.is_empty() {
+            return g;
         }
-        g
+        let ms = |us: u64| us as f64 / 1000.0;
+        g.with_wake_late([
+            ms(wake_late.value_at_quantile(0.5)),
+            ms(wake_late.value_at_quantile(0.99)),
+            ms(wake_late.max()),
+        ])
     }
 
     /// Every threshold judged: over the steady state, or with
