@@ -262,3 +262,143 @@ fn a_websocket_client_times_out_a_server_that_never_answers_its_upgrade() {
     assert!(timed_out >= 2, "{}", done.describe());
     assert_eq!(summary_of(&done).received, 0);
 }
+
+/// A directory of its own for one test's files.
+fn workdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tcpkali-hostile-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Python's ssl (OpenSSL) as a TLS 1.3 server that sends 1000 bytes to
+/// each of `count` connections and then ends it rudely (`mode`: fin, rst,
+/// bad); returns the server and the address it serves.
+fn rude_tls_server(name: &str, mode: &str, count: u32) -> (std::process::Child, String) {
+    let dir = workdir(name);
+    let (cert, key) = common::identity(&dir);
+    let port = common::free_port();
+    let server = std::process::Command::new("python3")
+        .arg(common::peer_script("tls_rude_peer.py"))
+        .args([
+            "server",
+            &port.to_string(),
+            &cert,
+            &key,
+            mode,
+            &count.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (installed by .ci/run)");
+    common::wait_for_port(port);
+    (server, format!("127.0.0.1:{port}"))
+}
+
+fn said_by(server: std::process::Child) -> String {
+    let out = server.wait_with_output().expect("server output");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// TLS 1.3 clients that send 10 bytes and a bare FIN (no close_notify):
+/// the sink reads their bytes, closes each connection (none left in
+/// CLOSE-WAIT, which once exhausted a sink's descriptors), and counts the
+/// truncations apart.
+#[test]
+fn a_tls_sink_closes_clients_that_end_without_close_notify() {
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut sink = Running::start(&["--ssl", "-l", &listen, "-T4s", "-v"]);
+    assert!(sink.wait_for_stderr("Listen on:", Duration::from_secs(3)));
+    let out = std::process::Command::new("python3")
+        .arg(common::peer_script("tls_rude_peer.py"))
+        .args(["client", &port.to_string(), "20"])
+        .output()
+        .expect("python3");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("closed 20 of 20"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done = sink.finish(Duration::from_secs(10));
+    assert_eq!(done.code(), Some(0), "{}", done.describe());
+    assert_eq!(summary_of(&done).received, 200, "{}", done.stdout);
+    assert!(
+        done.stdout
+            .contains("TLS: 20 handshakes completed, 0 failed, 20 ended without close_notify."),
+        "{}",
+        done.stdout
+    );
+    assert_eq!(
+        done.stderr
+            .matches("ended without close_notify (truncated)")
+            .count(),
+        20,
+        "{}",
+        done.stderr
+    );
+}
+
+/// A TLS 1.3 server that sends 1000 bytes and a bare FIN: our client
+/// counts the bytes, closes its side (the server sees it), and counts the
+/// connection as closed by its peer and truncated.
+#[test]
+fn a_tls_client_closes_servers_that_end_without_close_notify() {
+    let (server, addr) = rude_tls_server("fin", "fin", 3);
+    let done = run(&["--ssl", "-c1", &addr, "-T3s"], Duration::from_secs(10));
+    let said = said_by(server);
+    assert_eq!(done.code(), Some(0), "{}", done.describe());
+    assert!(said.contains("served 3"), "{said}");
+    assert_eq!(said.matches("closed").count(), 3, "{said}");
+    assert_eq!(summary_of(&done).received, 3000, "{}", done.stdout);
+    assert!(
+        done.stdout.contains(", 3 ended without close_notify."),
+        "{}",
+        done.stdout
+    );
+    assert!(done.stdout.contains("3 closed by peer"), "{}", done.stdout);
+}
+
+/// Application data that arrived before a reset is the peer's data: it
+/// is counted, and the reset is counted and named.
+#[test]
+fn tls_data_before_a_reset_is_counted() {
+    let (server, addr) = rude_tls_server("rst", "rst", 3);
+    let done = run(
+        &["--ssl", "-c1", &addr, "-T3s", "-v", "--dump-all"],
+        Duration::from_secs(10),
+    );
+    let said = said_by(server);
+    assert!(said.contains("served 3"), "{said}");
+    assert_eq!(summary_of(&done).received, 3000, "{}", done.stdout);
+    assert!(done.stdout.contains("3 reset"), "{}", done.stdout);
+    assert!(
+        done.stderr.matches("Connection reset by peer").count() >= 3,
+        "{}",
+        done.stderr
+    );
+    // The dump shows what was read, as on plain TCP.
+    assert!(done.stderr.contains(&"a".repeat(100)), "{}", done.stderr);
+}
+
+/// Application data followed by a forged record: the data is counted, the
+/// bad record is a counted error named under -v.
+#[test]
+fn tls_data_before_a_bad_record_is_counted_and_the_record_named() {
+    let (server, addr) = rude_tls_server("bad", "bad", 3);
+    let done = run(
+        &["--ssl", "-c1", &addr, "-T3s", "-v"],
+        Duration::from_secs(10),
+    );
+    let said = said_by(server);
+    assert!(said.contains("served 3"), "{said}");
+    assert_eq!(summary_of(&done).received, 3000, "{}", done.stdout);
+    assert!(done.stdout.contains("3 other"), "{}", done.stdout);
+    assert_eq!(
+        done.stderr.matches("failed: bad-record").count(),
+        3,
+        "{}",
+        done.stderr
+    );
+}

@@ -129,3 +129,77 @@ fn infinite_duration_runs_until_sigint() {
         run.describe()
     );
 }
+
+/// Bytes waiting in the pipe whose read end is `fd`.
+fn pipe_fill(fd: std::os::fd::RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    if rc == 0 {
+        usize::try_from(n).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+/// A second SIGTERM ends the run at once, with 130, even while the
+/// supervisor is stuck in a write to a stderr pipe that nobody reads (a
+/// signal handler that only counts would leave it stuck for ever). The
+/// workers and the stats region go with it.
+#[test]
+fn a_second_signal_exits_130_at_once_even_when_the_supervisor_is_stuck() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tcpkali"))
+        // Every refused connect is a -v line: the pipe fills in moments.
+        .args(["-w", "2", "-c", "50", "--connect-rate", "10k", "-v"])
+        .args(["127.0.0.1:1", "-T", "60s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("spawn tcpkali");
+    let pid = child.id() as i32;
+    let stderr = child.stderr.take().expect("stderr pipe");
+    let full = Instant::now() + Duration::from_secs(10);
+    while pipe_fill(stderr.as_raw_fd()) < 60_000 && Instant::now() < full {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        pipe_fill(stderr.as_raw_fd()) >= 60_000,
+        "stderr never filled"
+    );
+    let shm = shm_path(pid);
+    let workers: Vec<i32> = common::children_of(pid);
+    let term = || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);
+    term().expect("first SIGTERM");
+    // The graceful end needs stderr, which stays full.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "the run ended on the first signal with its stderr full"
+    );
+    term().expect("second SIGTERM");
+    let sent = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break Some(status);
+        }
+        if sent.elapsed() > Duration::from_secs(3) {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let status = status.expect("still running 3 s after the second SIGTERM");
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    let alive = wait_until_gone(&workers, Duration::from_secs(2));
+    assert!(
+        alive.is_empty(),
+        "workers {alive:?} outlived the supervisor"
+    );
+    assert!(!shm.exists(), "{} was left behind", shm.display());
+    drop(stderr);
+}

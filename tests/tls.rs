@@ -6,10 +6,10 @@
 
 mod common;
 
-use common::{peer_script, run, summary_of, wait_for_port, websockets_library, Running};
+use common::{identity, peer_script, run, summary_of, wait_for_port, websockets_library, Running};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -19,19 +19,6 @@ fn workdir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
-}
-
-/// A self-signed certificate for `localhost` and 127.0.0.1, as PEM files
-/// `cert.pem` and `key.pem` in `dir`; returns their paths.
-fn identity(dir: &Path) -> (String, String) {
-    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-    let made = rcgen::generate_simple_self_signed(names).expect("rcgen");
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    std::fs::write(&cert, made.cert.pem()).expect("write cert");
-    std::fs::write(&key, made.signing_key.serialize_pem()).expect("write key");
-    let s = |p: PathBuf| p.to_str().expect("utf-8 path").to_string();
-    (s(cert), s(key))
 }
 
 /// The numbers of the `TLS: N handshakes completed, M failed.` line.

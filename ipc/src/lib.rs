@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TCPKALI\0");
 
 /// Bumped whenever the layout below changes; readers refuse a mismatch.
-pub const LAYOUT_VERSION: u64 = 9;
+pub const LAYOUT_VERSION: u64 = 10;
 
 /// Cumulative per-worker counters. The discriminant is the index into
 /// [`Counters`] and [`Snapshot`].
@@ -109,10 +109,14 @@ pub enum Counter {
     /// Paced messages that went out more than one 1 ms tick after their
     /// tick on the schedule.
     MsgsLate,
+    /// TLS connections whose peer's stream ended without a close_notify
+    /// (a truncation an attacker could cause); also counted as closed by
+    /// their peer.
+    TlsTruncated,
 }
 
 /// Number of [`Counter`] kinds.
-pub const COUNTERS: usize = Counter::MsgsLate as usize + 1;
+pub const COUNTERS: usize = Counter::TlsTruncated as usize + 1;
 
 /// Point-in-time values written by a slot's worker with plain stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,14 +15,19 @@ use crate::worker::{self, Shared, WorkerPlan};
 use nix::sys::signal::{self, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
+use std::ffi::CString;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tcpkali_ipc::{Gauge, Region};
 
 /// SIGINT/SIGTERM deliveries: the first ends the run gracefully, the second
 /// at once.
 static STOP_SIGNALS: AtomicUsize = AtomicUsize::new(0);
+
+/// The stats region's file, removed by the handler of a second signal.
+static REGION_FILE: OnceLock<CString> = OnceLock::new();
 
 /// How long workers get to leave after the stop word before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(1);
@@ -40,13 +45,27 @@ pub fn stop_signals() -> usize {
     STOP_SIGNALS.load(Ordering::SeqCst)
 }
 
-/// Counts SIGINT/SIGTERM, and makes SIGCHLD interrupt the tick.
-pub fn install_signal_handlers() -> io::Result<()> {
+/// Counts SIGINT/SIGTERM, and makes SIGCHLD interrupt the tick. The
+/// second SIGINT/SIGTERM ends the process from the handler itself, with
+/// status 130, whatever the supervisor is doing (a write blocked on a full
+/// pipe, a slow file system): the workers and the exporter follow through
+/// their parent-death signal, and the region's file is removed here.
+pub fn install_signal_handlers(region: &Region) -> io::Result<()> {
+    if let Ok(path) = CString::new(format!("/dev/shm{}", region.name())) {
+        let _ = REGION_FILE.set(path);
+    }
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // SAFETY: the handler only does an atomic add (async-signal-safe).
+        // SAFETY: the handler does an atomic add, and on the second signal
+        // unlink(2) and _exit(2): all async-signal-safe. The path was
+        // built before the handler was installed, so it only reads it.
         unsafe {
             signal_hook::low_level::register(sig, || {
-                STOP_SIGNALS.fetch_add(1, Ordering::SeqCst);
+                if STOP_SIGNALS.fetch_add(1, Ordering::SeqCst) >= 1 {
+                    if let Some(path) = REGION_FILE.get() {
+                        libc::unlink(path.as_ptr());
+                    }
+                    libc::_exit(130);
+                }
             })?;
         }
     }
@@ -272,8 +291,7 @@ impl Children {
     }
 
     /// Sets the stop word and waits for the workers to leave: up to
-    /// [`STOP_GRACE`] (none when `at_once`, cut short by a second Ctrl-C),
-    /// then kills the rest.
+    /// [`STOP_GRACE`] (none when `at_once`), then kills the rest.
     pub fn stop(&mut self, region: &Region, at_once: bool) {
         self.stopping = true;
         region.header().stop.store(1, Ordering::SeqCst);
@@ -284,8 +302,7 @@ impl Children {
             if self.pids.iter().all(Option::is_none) {
                 return;
             }
-            // A second Ctrl-C cuts the grace period short.
-            if Instant::now() >= deadline || stop_signals() >= 2 {
+            if Instant::now() >= deadline {
                 break;
             }
             std::thread::sleep(Duration::from_millis(5));

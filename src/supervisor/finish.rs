@@ -59,7 +59,7 @@ impl Supervisor {
     ) -> i32 {
         let now = Instant::now();
         let last = self.region.snapshot();
-        self.children.stop(&self.region, ending == Ending::Aborted);
+        self.children.stop(&self.region, false);
         // What happened since the last tick, then the closing zero report.
         self.report_statsd(&self.region.snapshot(), rates, now);
         if let Some(feed) = self.statsd.as_mut() {
@@ -69,7 +69,6 @@ impl Supervisor {
             diag_raw!("\x1b[K");
         }
         match ending {
-            Ending::Aborted => return 130,
             Ending::RampUpFailed => {
                 let n = self.connections();
                 let secs = self
@@ -136,10 +135,14 @@ impl Supervisor {
         text += &report::churn_lines(&delta, &last, secs, recycled);
         if self.plan.opts.ssl.is_some() {
             text += &format!(
-                "TLS: {} handshakes completed, {} failed.\n",
+                "TLS: {} handshakes completed, {} failed",
                 last.get(Counter::TlsHandshakes),
                 last.get(Counter::TlsFailures)
             );
+            text += &match last.get(Counter::TlsTruncated) {
+                0 => ".\n".to_string(),
+                n => format!(", {n} ended without close_notify.\n"),
+            };
         }
         if self.plan.opts.websocket {
             text += &format!(

@@ -65,8 +65,6 @@ enum Ending {
     /// Workers died more often than --max-restarts allows, or one could
     /// not be restarted.
     WorkerFailed,
-    /// Second SIGINT/SIGTERM: leave at once.
-    Aborted,
     /// `--threshold-abort`: a threshold failed while the run went on.
     ThresholdFailed,
     /// `-r @`: the best rate was found.
@@ -202,7 +200,7 @@ impl Supervisor {
             None => None,
         };
         let worker_plans = setup::worker_plans(&plan, &per_worker);
-        children::install_signal_handlers().map_err(StartError::Signals)?;
+        children::install_signal_handlers(&region).map_err(StartError::Signals)?;
         if let Some(listener) = exporter {
             metrics::spawn(listener, &region).map_err(StartError::Fork)?;
         }
@@ -313,9 +311,6 @@ impl Supervisor {
             let ms = u16::try_from(nap.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
             let _ = nix::poll::poll(&mut [], nix::poll::PollTimeout::from(ms));
             let signals = children::stop_signals();
-            if signals >= 2 {
-                break Ending::Aborted;
-            }
             if self.children.reap(&self.region).is_err()
                 || self.children.tend(&mut self.region).is_err()
             {
@@ -331,12 +326,11 @@ impl Supervisor {
             let snap = self.region.snapshot();
             match phase {
                 Phase::RampUp => {
-                    // Recycled connections (--channel-lifetime) are never
-                    // all up at once: each worker marks its ramp when every
-                    // one of its connections has been up.
-                    let all_up = snap.gauge(Gauge::OpenOut) >= self.connections()
-                        || self.plan.opts.channel_lifetime.is_some();
-                    let started = all_up.then(|| self.steady_start(now)).flatten();
+                    // Each worker marks its ramp when all its connections
+                    // have been up: they need not all be up at the moment
+                    // the supervisor looks (recycled ones never are, and a
+                    // server may hang up on each as soon as it is served).
+                    let started = self.steady_start(now);
                     if let Some((since, base)) = started {
                         self.say(&format!("Ramped up to {} connections.", self.connections()));
                         self.region.header().steady.store(1, Ordering::Relaxed);

@@ -165,6 +165,9 @@ impl Worker<'_> {
         if let Phase::Handshaking { .. } = c.phase {
             self.stats.add(Counter::TlsFailures, 1);
         }
+        if reason == CloseReason::Truncated {
+            self.stats.add(Counter::TlsTruncated, 1);
+        }
         if let Some(kind) = reason.error_counter(c.dir, c.phase) {
             self.stats.add(kind, 1);
         }
@@ -189,6 +192,9 @@ impl Worker<'_> {
             }
             CloseReason::WriteError(_) if v >= 1 => diag!("Connection reset by {peer}"),
             CloseReason::PeerClosed if v >= 2 => diag!("Connection half-closed by {peer}"),
+            CloseReason::Truncated if v >= 1 => {
+                diag!("TLS with {peer} ended without close_notify (truncated)")
+            }
             CloseReason::Protocol(e) if v >= 1 => {
                 diag!("WebSocket protocol error from {peer}: {e}")
             }

@@ -45,6 +45,9 @@ pub enum CloseReason {
     UpgradeTimeout,
     /// The peer closed its side.
     PeerClosed,
+    /// The peer's TCP stream ended without a TLS close_notify: counted as
+    /// its closing its side, and apart as a truncation.
+    Truncated,
     /// A read failed with this errno.
     ReadError(nix::Error),
     /// A write failed with this errno.
@@ -84,8 +87,11 @@ impl CloseReason {
             | CloseReason::ReadError(_)
             | CloseReason::WriteError(_)
             | CloseReason::Tls(_) => Some(Counter::ConnErrorsOther),
-            CloseReason::PeerClosed if dir != Direction::In => Some(Counter::ClosedByPeer),
+            CloseReason::PeerClosed | CloseReason::Truncated if dir != Direction::In => {
+                Some(Counter::ClosedByPeer)
+            }
             CloseReason::PeerClosed
+            | CloseReason::Truncated
             | CloseReason::ConnectTimeout
             | CloseReason::UpgradeTimeout
             | CloseReason::Lifetime
@@ -164,6 +170,9 @@ pub struct Conn {
     pub writable: bool,
     /// Sits in the worker's "still ready" list.
     pub queued: bool,
+    /// The peer's FIN (or a hang-up) was announced: a short read no longer
+    /// means the socket is drained, since the end still waits behind it.
+    pub peer_finished: bool,
     /// Paced sending (`-r`, `--channel-bandwidth-upstream`).
     pub send: Sending,
     /// Receive schedule (`--channel-bandwidth-downstream`).
@@ -203,6 +212,7 @@ impl Conn {
             readable: false,
             writable: false,
             queued: false,
+            peer_finished: false,
             send: Sending::default(),
             recv_sched: Schedule::default(),
             send_timer: 0,

@@ -23,6 +23,10 @@ pub struct Ready {
     pub writable: bool,
     /// The socket has a pending error.
     pub failed: bool,
+    /// The peer has finished sending (or the connection is gone): after
+    /// the data queued before it, a read returns the end, and no further
+    /// edge will say so.
+    pub hangup: bool,
 }
 
 /// An epoll set and the buffer its waits fill.
@@ -146,6 +150,7 @@ impl Readiness {
                 || f.contains(EpollFlags::EPOLLHUP)
                 || failed,
             failed,
+            hangup: hup,
         })
     }
 

@@ -152,6 +152,7 @@ impl Worker<'_> {
         let failed = ev.failed;
         c.readable |= ev.readable || failed;
         c.writable |= ev.writable || failed;
+        c.peer_finished |= ev.hangup;
         if c.phase == Phase::Connecting {
             if !(ev.writable || failed) {
                 return;

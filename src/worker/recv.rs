@@ -5,7 +5,7 @@
 //! `inspect`); it touches the connection being read, the stats slot, and
 //! the send path only to flush a WebSocket Close answer.
 
-use crate::proto::stream::ReadOutcome;
+use crate::proto::stream::{Close, ReadOutcome};
 use crate::worker::conn::{CloseReason, Phase, Sending};
 use crate::worker::dump::{self, DUMP_IN};
 use crate::worker::pace::phased_schedule;
@@ -55,8 +55,14 @@ impl Worker<'_> {
                         result = Err(reason);
                         break;
                     }
-                    if drained {
-                        // A new edge will announce more data.
+                    if drained
+                        && !self
+                            .conns
+                            .get_mut(slot, gen)
+                            .is_some_and(|c| c.peer_finished)
+                    {
+                        // A new edge will announce more data (but not the
+                        // end of a peer whose FIN came with this data).
                         result = Ok(false);
                         break;
                     }
@@ -65,8 +71,12 @@ impl Worker<'_> {
                     result = Ok(false);
                     break;
                 }
-                Ok(ReadOutcome::Closed(_)) => {
+                Ok(ReadOutcome::Closed(Close::Clean)) => {
                     result = Err(CloseReason::PeerClosed);
+                    break;
+                }
+                Ok(ReadOutcome::Closed(Close::Truncated)) => {
+                    result = Err(CloseReason::Truncated);
                     break;
                 }
                 Err(e) => {

@@ -451,6 +451,7 @@ pub fn parse_summary(stdout: &str) -> Result<Summary, String> {
             || l.starts_with("Connection errors: ")
             || l.starts_with("Stage ")
             || l.starts_with("WARNING: The generator was saturated: ")
+            || l.starts_with("WARNING: The host delayed the generator: ")
             || l.starts_with("Threshold ")
         {
             lines.pop();
@@ -1002,4 +1003,17 @@ pub fn stamped_self_loop(seconds: &str, json: &std::path::Path, extra: &[&str]) 
     args.push(json.to_string_lossy().into_owned());
     args.extend(extra.iter().map(|s| s.to_string()));
     args
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, as PEM files
+/// `cert.pem` and `key.pem` in `dir`; returns their paths.
+pub fn identity(dir: &std::path::Path) -> (String, String) {
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    let made = rcgen::generate_simple_self_signed(names).expect("rcgen");
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, made.cert.pem()).expect("write cert");
+    std::fs::write(&key, made.signing_key.serialize_pem()).expect("write key");
+    let s = |p: std::path::PathBuf| p.to_str().expect("utf-8 path").to_string();
+    (s(cert), s(key))
 }

@@ -18,8 +18,9 @@ pub enum TlsError {
     PeerClosedMidHandshake,
     /// No protocol version, cipher suite or signature scheme in common.
     Incompatible(String),
-    /// The peer broke the protocol: malformed or unexpected messages,
-    /// records that do not decrypt.
+    /// A record failed to decrypt: corrupted on the way, or forged.
+    BadRecord,
+    /// The peer broke the protocol: malformed or unexpected messages.
     Protocol(String),
     /// The session could not be created from the configuration.
     Setup(String),
@@ -35,6 +36,7 @@ impl TlsError {
             TlsError::NotTls => "not-tls",
             TlsError::PeerClosedMidHandshake => "closed-mid-handshake",
             TlsError::Incompatible(_) => "incompatible",
+            TlsError::BadRecord => "bad-record",
             TlsError::Protocol(_) => "protocol-error",
             TlsError::Setup(_) => "setup",
         }
@@ -54,6 +56,7 @@ impl TlsError {
             }
             E::AlertReceived(a) => TlsError::PeerAlert(words(&format!("{a:?}"))),
             E::PeerIncompatible(p) => TlsError::Incompatible(words(&format!("{p:?}"))),
+            E::DecryptError => TlsError::BadRecord,
             E::PeerMisbehaved(p) => TlsError::Protocol(words(&format!("{p:?}"))),
             E::InvalidMessage(m) => TlsError::Protocol(words(&format!("{m:?}"))),
             other => TlsError::Protocol(other.to_string()),
@@ -106,6 +109,9 @@ impl fmt::Display for TlsError {
                 f.write_str("TLS: peer closed the connection during the handshake")
             }
             TlsError::Incompatible(why) => write!(f, "TLS: nothing in common with peer: {why}"),
+            TlsError::BadRecord => {
+                f.write_str("TLS: a record failed to decrypt (corrupted or forged)")
+            }
             TlsError::Protocol(why) => write!(f, "TLS: protocol error: {why}"),
             TlsError::Setup(why) => write!(f, "TLS: cannot start a session: {why}"),
         }

@@ -33,6 +33,9 @@ pub struct TlsSession {
     first_len: usize,
     is_server: bool,
     sent_close_notify: bool,
+    /// A failure met after plaintext had been decrypted: the plaintext is
+    /// delivered first, and the next read reports this.
+    failed: Option<TransportError>,
 }
 
 impl std::fmt::Debug for TlsSession {
@@ -66,6 +69,7 @@ impl TlsSession {
             first_len: 0,
             is_server,
             sent_close_notify: false,
+            failed: None,
         }
     }
 
@@ -127,6 +131,9 @@ impl TlsSession {
     /// becomes true.
     ///
     /// [`wants_write`]: Self::wants_write
+    /// A failure (a reset, a bad record) never takes the plaintext that
+    /// came before it: that is delivered first, and the failure on the
+    /// next call.
     pub fn read(&mut self, fd: RawFd, buf: &mut [u8]) -> Result<ReadOutcome, TransportError> {
         if buf.is_empty() {
             return Ok(ReadOutcome::Data {
@@ -134,24 +141,56 @@ impl TlsSession {
                 drained: false,
             });
         }
-        if self.conn.is_handshaking() && self.handshake(fd)? != Handshake::Done {
-            return Ok(ReadOutcome::WouldBlock);
-        }
-        if buf.len() >= 2 * STAGE {
-            return self.read_staged(fd, buf);
+        if let Some(e) = self.failed.take() {
+            return Err(e);
         }
         let mut filled = 0;
+        let got = if self.conn.is_handshaking() && self.handshake(fd)? != Handshake::Done {
+            Ok(ReadOutcome::WouldBlock)
+        } else if buf.len() >= 2 * STAGE {
+            self.read_staged(fd, buf, &mut filled)
+        } else {
+            self.read_direct(fd, buf, &mut filled)
+        };
+        let Err(e) = got else {
+            return got;
+        };
+        // What was decrypted before the failure (this call's, and records
+        // rustls took before the bad one) is the peer's data all the same.
+        let mut end = None;
+        if let Ok(Some(how)) = self.take_plaintext(buf, &mut filled) {
+            end = Some(how);
+        }
+        if filled == 0 {
+            return Err(e);
+        }
+        if end.is_none() {
+            self.failed = Some(e);
+        }
+        Ok(ReadOutcome::Data {
+            len: filled,
+            drained: false,
+        })
+    }
+
+    /// `read` through rustls's own socket reads, into `buf[*filled..]`.
+    fn read_direct(
+        &mut self,
+        fd: RawFd,
+        buf: &mut [u8],
+        filled: &mut usize,
+    ) -> Result<ReadOutcome, TransportError> {
         let mut drained = false;
         loop {
-            match self.conn.reader().read(&mut buf[filled..]) {
+            match self.conn.reader().read(&mut buf[*filled..]) {
                 Ok(0) => {
-                    return Ok(Self::ended(filled, Close::Clean));
+                    return Ok(Self::ended(*filled, Close::Clean));
                 }
                 Ok(n) => {
-                    filled += n;
-                    if filled == buf.len() {
+                    *filled += n;
+                    if *filled == buf.len() {
                         return Ok(ReadOutcome::Data {
-                            len: filled,
+                            len: *filled,
                             drained: false,
                         });
                     }
@@ -159,7 +198,7 @@ impl TlsSession {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Ok(Self::ended(filled, Close::Truncated));
+                    return Ok(Self::ended(*filled, Close::Truncated));
                 }
                 Err(e) => return Err(TlsError::Protocol(e.to_string()).into()),
             }
@@ -179,9 +218,9 @@ impl TlsSession {
                 self.flush(fd)?;
             }
         }
-        Ok(if filled > 0 {
+        Ok(if *filled > 0 {
             ReadOutcome::Data {
-                len: filled,
+                len: *filled,
                 drained: true,
             }
         } else {
@@ -195,18 +234,22 @@ impl TlsSession {
     /// session from memory, each record's plaintext landing in the front
     /// of the buffer. No more ciphertext is read than there is room for
     /// its plaintext, so everything read is consumed before returning.
-    fn read_staged(&mut self, fd: RawFd, buf: &mut [u8]) -> Result<ReadOutcome, TransportError> {
+    fn read_staged(
+        &mut self,
+        fd: RawFd,
+        buf: &mut [u8],
+        filled: &mut usize,
+    ) -> Result<ReadOutcome, TransportError> {
         let split = buf.len() - STAGE;
         let (out, stage) = buf.split_at_mut(split);
-        let mut filled = 0;
-        if let Some(end) = self.take_plaintext(out, &mut filled)? {
-            return Ok(Self::ended(filled, end));
+        if let Some(end) = self.take_plaintext(out, filled)? {
+            return Ok(Self::ended(*filled, end));
         }
         let mut drained = false;
         loop {
             // Room for the plaintext of what is read, and of a record whose
             // start an earlier read left in the session.
-            let room = (out.len() - filled).saturating_sub(RECORD).min(STAGE);
+            let room = (out.len() - *filled).saturating_sub(RECORD).min(STAGE);
             if room == 0 {
                 break;
             }
@@ -230,8 +273,8 @@ impl TlsSession {
                     Err(e) => return Err(self.read_error(&e)),
                 }
                 self.process(fd)?;
-                if let Some(end) = self.take_plaintext(out, &mut filled)? {
-                    return Ok(Self::ended(filled, end));
+                if let Some(end) = self.take_plaintext(out, filled)? {
+                    return Ok(Self::ended(*filled, end));
                 }
                 if fed.is_empty() {
                     break;
@@ -245,9 +288,9 @@ impl TlsSession {
                 break;
             }
         }
-        Ok(if filled > 0 {
+        Ok(if *filled > 0 {
             ReadOutcome::Data {
-                len: filled,
+                len: *filled,
                 drained,
             }
         } else {

@@ -239,6 +239,10 @@ pub struct TrafficDoc {
     pub tls_handshakes: u64,
     #[serde(default)]
     pub tls_failures: u64,
+    /// TLS connections whose peer ended without a close_notify; added
+    /// later.
+    #[serde(default)]
+    pub tls_truncated: u64,
     /// Connection attempts refused for want of a local port; added later.
     #[serde(default)]
     pub ports_exhausted: u64,
@@ -338,6 +342,7 @@ impl TrafficDoc {
             bytes_unsent: s.get(Counter::BytesUnsent),
             tls_handshakes: s.get(Counter::TlsHandshakes),
             tls_failures: s.get(Counter::TlsFailures),
+            tls_truncated: s.get(Counter::TlsTruncated),
             ports_exhausted: s.get(Counter::PortsExhausted),
         }
     }
@@ -354,6 +359,7 @@ impl TrafficDoc {
             (Counter::BytesUnsent, self.bytes_unsent),
             (Counter::TlsHandshakes, self.tls_handshakes),
             (Counter::TlsFailures, self.tls_failures),
+            (Counter::TlsTruncated, self.tls_truncated),
             (Counter::PortsExhausted, self.ports_exhausted),
         ] {
             s.counters[c as usize] = v;
