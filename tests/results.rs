@@ -320,3 +320,56 @@ fn three_load_hosts_in_namespaces_merge_to_what_the_sink_received() {
     );
     assert!(text.contains("multihost: PASS"), "{text}");
 }
+
+/// `hdr` of the report's first latency kind replaced by a histogram with
+/// other bounds (as another build, or a hand-made report, could carry).
+fn with_foreign_histogram(doc: &str, low: u64, high: u64, digits: u8) -> String {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
+    let mut h = Histogram::<u64>::new_with_bounds(low, high, digits).expect("bounds");
+    h.record_n(high / 2, 1000).expect("record");
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(&h, &mut bytes)
+        .expect("serialize");
+    let foreign = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let at = doc.find("\"hdr\": \"").expect("an encoded histogram") + 8;
+    let end = at + doc[at..].find('"').expect("end of string");
+    format!("{}{foreign}{}", &doc[..at], &doc[end..])
+}
+
+fn merge_of(paths: &[&PathBuf]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("merge")
+        .args(paths)
+        .output()
+        .expect("merge")
+}
+
+/// Reports whose histograms have other bounds are refused with one line
+/// naming the input, whatever the order: no sample is silently dropped,
+/// and no histogram wide enough to take gigabytes is ever decoded.
+#[test]
+fn merge_refuses_histograms_with_other_bounds_in_either_order() {
+    let (good, narrow, wide) = (temp("good.json"), temp("narrow.json"), temp("wide.json"));
+    let r = reporting_run(&good, &[]);
+    assert_eq!(r.code(), Some(0), "{}", r.describe());
+    let doc = std::fs::read_to_string(&good).expect("report");
+    std::fs::write(&narrow, with_foreign_histogram(&doc, 1, 1000, 2)).expect("write");
+    std::fs::write(&wide, with_foreign_histogram(&doc, 1, u64::MAX / 4, 5)).expect("write");
+    for other in [&narrow, &wide] {
+        for order in [[&good, other], [other, &good]] {
+            let out = merge_of(&order);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(65), "{order:?}: {err}");
+            assert_eq!(err.trim().lines().count(), 1, "{order:?}: {err}");
+            assert!(
+                err.contains(&*other.to_string_lossy()) && err.contains("bad histogram: bounds"),
+                "{order:?}: {err}"
+            );
+        }
+    }
+    for p in [&good, &narrow, &wide] {
+        let _ = std::fs::remove_file(p);
+    }
+}

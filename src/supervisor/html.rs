@@ -11,6 +11,7 @@
 //! Every plotted series is a polyline of stroke width 2 (grid, axes and
 //! marks use 1), so a reader of the page can count them.
 
+use crate::supervisor::hdr::CompactHistogram;
 use crate::supervisor::results::RunReport;
 use plotters::prelude::*;
 use std::fmt::Write as _;
@@ -187,14 +188,15 @@ pub fn page(reports: &[RunReport], names: &[String]) -> String {
     for (i, r) in reports.iter().enumerate() {
         let kinds: Vec<String> = r.latency.iter().map(|(k, _)| k.clone()).collect();
         for kind in kinds {
-            for (q, dashed) in [(0.5, true), (0.99, false)] {
+            for (p, dashed) in [(50, true), (99, false)] {
+                let readout = |h: &CompactHistogram| if p == 50 { h.p50() } else { h.p99() };
                 lines.push(Line {
-                    label: tag(i, &format!("{kind} p{}", q * 100.0)),
+                    label: tag(i, &format!("{kind} p{p}")),
                     colour: colour(i),
                     dashed,
                     points: over_time(r, origin, |row| {
                         let h = &row.latency.iter().find(|(k, _)| *k == kind)?.1;
-                        Some(h.value_at_quantile(q) as f64 / 1000.0)
+                        Some(readout(h) as f64 / 1000.0)
                     }),
                 });
             }

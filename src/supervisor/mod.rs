@@ -14,6 +14,7 @@ mod children;
 mod files;
 mod finish;
 pub mod generator;
+pub mod hdr;
 pub mod html;
 pub mod judge;
 mod limits;

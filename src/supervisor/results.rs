@@ -12,11 +12,10 @@
 //! supervisor.
 
 use crate::supervisor::files;
+pub use crate::supervisor::hdr::{decode_histogram, encode_histogram};
 use crate::supervisor::judge::Judgement;
 use crate::supervisor::report::{self, SummaryInput};
 use crate::supervisor::series::{self, Row};
-use base64::Engine as _;
-use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 use std::fmt;
 use std::io::Write;
@@ -105,25 +104,6 @@ impl fmt::Display for ReportError {
 }
 
 impl std::error::Error for ReportError {}
-
-/// A histogram in HdrHistogram's compressed V2 encoding, base64.
-pub fn encode_histogram(h: &Histogram<u64>) -> String {
-    let mut bytes = Vec::new();
-    match V2DeflateSerializer::new().serialize(h, &mut bytes) {
-        Ok(_) => base64::engine::general_purpose::STANDARD.encode(bytes),
-        Err(_) => String::new(),
-    }
-}
-
-/// The inverse of [`encode_histogram`].
-pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, String> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .map_err(|e| e.to_string())?;
-    Deserializer::new()
-        .deserialize(&mut &bytes[..])
-        .map_err(|e| format!("{e:?}"))
-}
 
 impl RunReport {
     /// The summary lines, as a run prints them.
@@ -515,13 +495,6 @@ mod tests {
             shard: None,
             start_at: None,
         }
-    }
-
-    #[test]
-    fn histograms_survive_encoding() {
-        let h = hist(&[1, 43, 43, 5000, 99_000_000]);
-        let back = decode_histogram(&encode_histogram(&h)).expect("decode");
-        assert_eq!(back, h);
     }
 
     #[test]

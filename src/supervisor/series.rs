@@ -11,6 +11,7 @@
 //! of reports from several hosts add up exactly in a merge: a finer row
 //! falls inside the coarser row of another report that covers its time.
 
+use crate::supervisor::hdr::CompactHistogram;
 use crate::supervisor::report::ERROR_KINDS;
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
@@ -51,8 +52,9 @@ pub struct Row {
     pub restarts: u64,
     /// Messages `-r` and the stages asked for in it.
     pub msgs_asked: Option<f64>,
-    /// Latency by kind (report name, histogram in µs; empty ones left out).
-    pub latency: Vec<(String, Histogram<u64>)>,
+    /// Latency by kind (report name, histogram in µs, kept compressed;
+    /// empty ones left out).
+    pub latency: Vec<(String, CompactHistogram)>,
 }
 
 impl Row {
@@ -80,9 +82,7 @@ impl Row {
         }
         for (name, h) in &other.latency {
             match self.latency.iter_mut().find(|(m, _)| m == name) {
-                Some((_, mine)) => {
-                    let _ = mine.add(h);
-                }
+                Some((_, mine)) => mine.add(h),
                 None => self.latency.push((name.clone(), h.clone())),
             }
         }
@@ -208,7 +208,7 @@ impl Series {
             .filter_map(|(&(_, name), (a, b))| {
                 let mut h = b.clone();
                 h.subtract(a).ok()?;
-                (!h.is_empty()).then(|| (name.to_string(), h))
+                (!h.is_empty()).then(|| (name.to_string(), CompactHistogram::of(&h)))
             })
             .collect();
         self.rows.push(Row {
@@ -299,7 +299,7 @@ mod tests {
             errors: vec![("refused".to_string(), 1)],
             restarts: 0,
             msgs_asked: Some(sent as f64),
-            latency: vec![("message".to_string(), h)],
+            latency: vec![("message".to_string(), CompactHistogram::of(&h))],
         }
     }
 

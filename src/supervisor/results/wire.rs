@@ -11,6 +11,7 @@ use super::{
     decode_histogram, encode_histogram, unix_time, ReportError, RunReport, REPORT_VERSION,
 };
 use crate::supervisor::generator::Generator;
+use crate::supervisor::hdr::CompactHistogram;
 use crate::supervisor::judge::{Judgement, StageFigures};
 use crate::supervisor::report;
 use crate::supervisor::series::Row;
@@ -163,11 +164,11 @@ impl RowDoc {
                 .iter()
                 .map(|(kind, h)| RowKindDoc {
                     kind: kind.clone(),
-                    p50_ms: ms(h.value_at_quantile(0.5)),
-                    p95_ms: ms(h.value_at_quantile(0.95)),
-                    p99_ms: ms(h.value_at_quantile(0.99)),
+                    p50_ms: ms(h.p50()),
+                    p95_ms: ms(h.p95()),
+                    p99_ms: ms(h.p99()),
                     max_ms: ms(h.max()),
-                    hdr: encode_histogram(h),
+                    hdr: h.to_base64(),
                 })
                 .collect(),
         }
@@ -176,7 +177,7 @@ impl RowDoc {
     fn into_row(self, path: &str) -> Result<Row, ReportError> {
         let mut latency = Vec::new();
         for k in self.latency {
-            let h = decode_histogram(&k.hdr)
+            let h = CompactHistogram::from_base64(&k.hdr)
                 .map_err(|e| ReportError::Histogram(path.to_string(), e))?;
             latency.push((k.kind, h));
         }
