@@ -43,16 +43,13 @@ fn run() -> i32 {
             return e.exit_code();
         }
     };
-    for note in &parsed.notes {
-        diag!("{note}");
-    }
     // Before anything else is set up: a report that cannot be written is
     // found out now, not at the end of a long run.
     if let Err(e) = supervisor::outputs::check(&parsed.options) {
         diag!("tcpkali: {e}");
         return e.exit_code();
     }
-    let plan = match supervisor::setup::prepare(parsed.options) {
+    let plan = match supervisor::setup::prepare(parsed.options, parsed.notes) {
         Ok(p) => p,
         Err(e) => {
             diag!("tcpkali: {e}");

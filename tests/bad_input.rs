@@ -73,6 +73,16 @@ fn bad_command_lines_exit_64_naming_the_culprit() {
     let port = common::free_port();
     let dest = format!("127.0.0.1:{port}");
     let d = dest.as_str();
+    let dir = std::env::temp_dir().join(format!("tcpkali-bad-input-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let bad_ca = dir.join("bad-ca.pem");
+    std::fs::write(&bad_ca, "not a certificate\n").expect("write");
+    let bad_ca = bad_ca.to_str().expect("utf-8 path");
+    // 60 MB: three of them pass each file's limit, not the total's.
+    let big = dir.join("big.bin");
+    std::fs::write(&big, vec![b'x'; 60 << 20]).expect("write");
+    let big = big.to_str().expect("utf-8 path");
+    let big_per_connection = format!("\\{{connection.uid}}\\{{<{big}>}}");
     let cases = vec![
         case(
             "unknown long option",
@@ -127,6 +137,43 @@ fn bad_command_lines_exit_64_naming_the_culprit() {
             &["-f", "/nonexistent/file", d, "-T1s"],
             &[&["/nonexistent/file"]],
         ),
+        // Errors found while setting up are the first and only line: no
+        // destination or interface line comes before them.
+        case(
+            "source address that is not local",
+            &["--source-ip", "10.255.255.254", d, "-T1s"],
+            &[&["--source-ip=10.255.255.254"]],
+        ),
+        case(
+            "CA file with no certificate",
+            &["--ssl", "--ssl-ca", bad_ca, d, "-T1s"],
+            &[&["bad-ca.pem"], &["CA certificate"]],
+        ),
+        case(
+            "empty StatsD host",
+            &["--statsd", "--statsd-host", "", d, "-T1s"],
+            &[&["--statsd-host"]],
+        ),
+        case(
+            "message data adding up past its limit",
+            &["-f", big, "-f", big, "-f", big, d, "-T1s"],
+            &[&["big.bin"], &["128 MiB"]],
+        ),
+        case(
+            "per-connection message data past the host's memory",
+            &[
+                "-c",
+                "100k",
+                "--connect-rate",
+                "1m",
+                "-e",
+                "-m",
+                &big_per_connection,
+                d,
+                "-T10s",
+            ],
+            &[&["-m/-f"], &["100000 connections"], &["memory"]],
+        ),
     ];
     // Run every case at once so that a binary that wrongly accepts several
     // of them still finishes within one deadline.
@@ -141,6 +188,7 @@ fn bad_command_lines_exit_64_naming_the_culprit() {
             })
             .collect()
     });
+    let _ = std::fs::remove_dir_all(&dir);
     let failures: Vec<String> = results.into_iter().filter_map(Result::err).collect();
     assert!(
         failures.is_empty(),

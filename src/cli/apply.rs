@@ -35,6 +35,8 @@ pub(super) struct State {
     pub(super) notes: Vec<String>,
     unescape: bool,
     snippets: Vec<RawSnippet>,
+    /// Bytes of all snippets so far, as typed or read.
+    snippet_bytes: usize,
     /// `--latency-marker` and `--message-stop` as typed (unescaped and
     /// parsed once the whole line is read).
     latency_marker: Option<Vec<u8>>,
@@ -50,6 +52,14 @@ pub(super) struct State {
     ssl: SslOptions,
     /// The first `--ssl-*` companion seen (for the warning without `--ssl`).
     ssl_companion: Option<String>,
+}
+
+/// The one line for message data past [`content::MAX_CONTENT_LEN`].
+fn too_much_content(origin: &str) -> CliError {
+    CliError::Usage(format!(
+        "{origin}: the message data (every -1, -m and -f together, as rendered) adds up to more than {} MiB",
+        content::MAX_CONTENT_LEN >> 20
+    ))
 }
 
 /// The text `--generate` prints: the manual page or a completion script.
@@ -69,6 +79,7 @@ impl State {
             notes: Vec::new(),
             unescape: false,
             snippets: Vec::new(),
+            snippet_bytes: 0,
             latency_marker: None,
             message_stop: None,
             headers: Vec::new(),
@@ -93,7 +104,18 @@ impl State {
         Ok(())
     }
 
+    /// Counts `len` more bytes of message data against
+    /// [`content::MAX_CONTENT_LEN`].
+    fn count_content(&mut self, len: usize, origin: &str) -> Result<(), CliError> {
+        self.snippet_bytes = self.snippet_bytes.saturating_add(len);
+        if self.snippet_bytes > content::MAX_CONTENT_LEN {
+            return Err(too_much_content(origin));
+        }
+        Ok(())
+    }
+
     fn snippet(&mut self, data: Vec<u8>, origin: String, first: bool) -> Result<(), CliError> {
+        self.count_content(data.len(), &origin)?;
         self.snippets.push(RawSnippet {
             data,
             origin,
@@ -111,9 +133,11 @@ impl State {
             self.notes
                 .push(format!("{path}: Warning: file has no content"));
         }
+        let origin = format!("{option}={path}");
+        self.count_content(data.len(), &origin)?;
         self.snippets.push(RawSnippet {
             data,
-            origin: format!("{option}={path}"),
+            origin,
             first,
             verbatim: true,
         });
@@ -461,6 +485,9 @@ impl State {
             .map_or(0, |d| d.as_nanos() as u64)
             ^ u64::from(std::process::id());
         let mut rng = oorandom::Rand32::new(seed);
+        // What the snippets render, together (files and regexes inside
+        // expressions make it more than was typed).
+        let mut rendered = 0usize;
         for raw in std::mem::take(&mut self.snippets) {
             let template = if raw.verbatim {
                 Template {
@@ -470,6 +497,10 @@ impl State {
                 Template::parse(&raw.data, self.unescape, &mut rng)
                     .map_err(|e| CliError::Usage(format!("{}: {e}", raw.origin)))?
             };
+            rendered = rendered.saturating_add(template.lengths(true).max);
+            if rendered > content::MAX_CONTENT_LEN {
+                return Err(too_much_content(&raw.origin));
+            }
             let snippet = Snippet {
                 template,
                 origin: raw.origin,

@@ -16,6 +16,11 @@ use std::io::{self, Read};
 /// The largest message file accepted (`-f`, `--first-message-file`).
 pub const MAX_MESSAGE_FILE: u64 = 64 * 1024 * 1024;
 
+/// The most message data a run holds: every `-1`, `-m` and `-f` snippet
+/// together, as typed or read and as rendered. Each snippet alone has its
+/// own limit; this one stops many of them adding up to gigabytes.
+pub const MAX_CONTENT_LEN: usize = 128 << 20;
+
 /// Why a message file could not be used.
 #[derive(Debug)]
 pub enum MessageFileError {

@@ -298,6 +298,21 @@ pub fn local_port_range() -> Option<(u16, u16)> {
     }
 }
 
+/// The host's physical memory in bytes (0 when the system does not say).
+pub fn physical_memory() -> u64 {
+    // SAFETY: sysconf only reads system configuration.
+    let (pages, size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    match (u64::try_from(pages), u64::try_from(size)) {
+        (Ok(p), Ok(s)) => p.saturating_mul(s),
+        _ => 0,
+    }
+}
+
 /// Raises the soft open-files limit to the hard limit; returns (soft, hard)
 /// in force afterwards.
 pub fn raise_nofile() -> (u64, u64) {

@@ -6,6 +6,7 @@
 //! open-files limit) through `proto::tcp`; knows nothing of processes.
 
 use crate::cli::config::Options;
+use crate::content::expr::Scope;
 use crate::proto::tcp;
 use crate::supervisor::stages;
 use std::fmt;
@@ -121,6 +122,59 @@ impl fmt::Display for Shortfall {
             ),
         }
     }
+}
+
+/// Message data the connections render for themselves would not fit in
+/// the host's memory: refused at start, before anything is bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentMemory {
+    pub per_connection: u64,
+    pub connections: u64,
+    pub memory: u64,
+}
+
+impl fmt::Display for ContentMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+        write!(
+            f,
+            "the message data has per-connection or per-message expressions, so each connection renders its own copy: {} bytes x {} connections = {:.1} GiB, more than this host's {:.1} GiB of memory",
+            self.per_connection,
+            self.connections,
+            gib(self.per_connection.saturating_mul(self.connections)),
+            gib(self.memory)
+        )
+    }
+}
+
+/// Bytes each connection renders for itself when its message data is not
+/// the same for all (`\{connection.*}`, `\{re …}`): the once-part and the
+/// message twice over, at least a cycle of 4 KiB twice, as the send
+/// buffers hold them. 0 when one rendering serves every connection.
+fn own_content_bytes(opts: &Options) -> u64 {
+    let content = opts.content();
+    if content.scope() == Scope::Static {
+        return 0;
+    }
+    let once: usize = content.once.iter().map(|t| t.lengths(true).max).sum();
+    let message = content.message_lengths(true).max.max(4096);
+    (once as u64).saturating_add(2 * message as u64)
+}
+
+/// Refuses a run whose connections' own message data would not fit in
+/// the host's physical memory.
+pub fn content_memory(opts: &Options) -> Result<(), ContentMemory> {
+    let per_connection = own_content_bytes(opts);
+    let connections = stages::peak_connections(opts);
+    let memory = tcp::physical_memory();
+    if memory > 0 && per_connection.saturating_mul(connections) > memory {
+        return Err(ContentMemory {
+            per_connection,
+            connections,
+            memory,
+        });
+    }
+    Ok(())
 }
 
 /// Everything the run outgrows, in the order it is printed: descriptors,

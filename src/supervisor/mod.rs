@@ -186,6 +186,10 @@ impl Supervisor {
         } else {
             None
         };
+        // Every check has passed: an error would have been the only line.
+        for line in &plan.startup {
+            diag!("{line}");
+        }
         remove_stale_regions();
         limits::warn(&plan.shortfalls);
         let shared = setup::shared(&plan);

@@ -38,6 +38,10 @@ pub struct Plan {
     pub tls: Option<TlsConfig>,
     /// The kernel limits this run outgrows, printed before the first fork.
     pub shortfalls: Vec<Shortfall>,
+    /// The start-up lines (notes, destinations, sources, interfaces),
+    /// printed once every check has passed, so that an error is the
+    /// first and only line of a run that cannot start.
+    pub startup: Vec<String>,
 }
 
 /// Why the plan could not be made.
@@ -55,6 +59,8 @@ pub enum SetupError {
     ListenHost { spec: String, reason: String },
     /// A TLS file is missing or unusable.
     Tls(TlsConfigError),
+    /// The connections' own message data would not fit in memory.
+    ContentMemory(limits::ContentMemory),
 }
 
 impl SetupError {
@@ -88,6 +94,7 @@ impl fmt::Display for SetupError {
                 write!(f, "--listen-port={spec}: cannot resolve: {reason}")
             }
             SetupError::Tls(e) => write!(f, "{e}"),
+            SetupError::ContentMemory(e) => write!(f, "-m/-f: {e}"),
         }
     }
 }
@@ -120,8 +127,9 @@ pub fn default_workers(
     (fit.max(by_cpu), fit > by_cpu)
 }
 
-/// Resolves everything and prints the start-up lines to stderr.
-pub fn prepare(opts: Options) -> Result<Plan, SetupError> {
+/// Resolves everything and gathers the start-up lines, after `notes`.
+pub fn prepare(opts: Options, notes: Vec<String>) -> Result<Plan, SetupError> {
+    let mut startup = notes;
     let mut destinations = Vec::new();
     let mut hosts = Vec::new();
     for d in &opts.destinations {
@@ -142,12 +150,12 @@ pub fn prepare(opts: Options) -> Result<Plan, SetupError> {
         }
     }
     for d in &destinations {
-        diag!("Destination: {}", Bracketed(*d));
+        startup.push(format!("Destination: {}", Bracketed(*d)));
     }
     let sources = if opts.source_ips.is_empty() {
-        detect_sources(&destinations)
+        detect_sources(&destinations, &mut startup)
     } else {
-        given_sources(&opts.source_ips, &destinations)?
+        given_sources(&opts.source_ips, &destinations, &mut startup)?
     };
     let listen = match &opts.listen {
         None => Vec::new(),
@@ -170,14 +178,13 @@ pub fn prepare(opts: Options) -> Result<Plan, SetupError> {
             addrs
         }
     };
+    limits::content_memory(&opts).map_err(SetupError::ContentMemory)?;
     let tls = match &opts.ssl {
         None => None,
         Some(ssl) => {
             let (config, note) = tls_config(ssl, !destinations.is_empty(), &listen, Path::new("."))
                 .map_err(SetupError::Tls)?;
-            if let Some(note) = note {
-                diag!("{note}");
-            }
+            startup.extend(note);
             Some(config)
         }
     };
@@ -188,12 +195,12 @@ pub fn prepare(opts: Options) -> Result<Plan, SetupError> {
             let (soft, _) = tcp::raise_nofile();
             let (w, grown) = default_workers(&opts, cpus, listen.len(), soft);
             if grown {
-                diag!(
+                startup.push(format!(
                     "NOTE: {} connections need more open files than {} worker{} can hold (`ulimit -n` {soft} each); using {w} workers.",
                     stages::peak_connections(&opts),
                     cpu_workers(&opts, cpus),
                     if cpu_workers(&opts, cpus) == 1 { "" } else { "s" }
-                );
+                ));
             }
             w
         }
@@ -208,6 +215,7 @@ pub fn prepare(opts: Options) -> Result<Plan, SetupError> {
         listen,
         tls,
         shortfalls,
+        startup,
     })
 }
 
@@ -236,6 +244,7 @@ pub fn tls_config(
 fn given_sources(
     values: &[String],
     dests: &[SocketAddr],
+    startup: &mut Vec<String>,
 ) -> Result<Vec<Vec<SocketAddr>>, SetupError> {
     let mut all = Vec::new();
     for v in values {
@@ -258,7 +267,10 @@ fn given_sources(
         };
         if is_block {
             if let (Some(first), Some(last)) = (ips.first(), ips.last()) {
-                diag!("Source IPs: {first} to {last} ({} addresses)", ips.len());
+                startup.push(format!(
+                    "Source IPs: {first} to {last} ({} addresses)",
+                    ips.len()
+                ));
             }
         }
         let mut seen: std::collections::HashSet<SocketAddr> = all.iter().copied().collect();
@@ -270,7 +282,7 @@ fn given_sources(
             let a = SocketAddr::new(ip, 0);
             if seen.insert(a) {
                 if !is_block {
-                    diag!("Source IP: {}", Bracketed(a));
+                    startup.push(format!("Source IP: {}", Bracketed(a)));
                 }
                 all.push(a);
             }
@@ -393,15 +405,15 @@ fn addresses(v4: bool, first: u128, last: u128) -> Vec<IpAddr> {
 /// For each destination: the interface the route to it leaves by, and all
 /// that interface's addresses of the destination's family. A single address
 /// is what the kernel would choose anyway, so it is not bound explicitly.
-fn detect_sources(dests: &[SocketAddr]) -> Vec<Vec<SocketAddr>> {
+fn detect_sources(dests: &[SocketAddr], startup: &mut Vec<String>) -> Vec<Vec<SocketAddr>> {
     let ifaces = match tcp::interface_addresses() {
         Ok(i) => i,
         Err(e) => {
             if !dests.is_empty() {
-                diag!(
+                startup.push(format!(
                     "WARNING: Can't enumerate interfaces, won't use multiple source IPs: {}",
                     tcp::strerror(e)
-                );
+                ));
             }
             return vec![Vec::new(); dests.len()];
         }
@@ -411,10 +423,10 @@ fn detect_sources(dests: &[SocketAddr]) -> Vec<Vec<SocketAddr>> {
         .iter()
         .map(|d| {
             let Ok(local) = tcp::route_source(d) else {
-                diag!(
+                startup.push(format!(
                     "WARNING: Can't determine local interface to connect to {}",
                     Bracketed(*d)
-                );
+                ));
                 return Vec::new();
             };
             let Some(owner) = ifaces.iter().find(|i| i.ip == local) else {
@@ -431,15 +443,15 @@ fn detect_sources(dests: &[SocketAddr]) -> Vec<Vec<SocketAddr>> {
                 }
                 let a = SocketAddr::new(i.ip, 0);
                 if announced.insert(i.ip) {
-                    diag!("Interface {} address {}", i.name, Bracketed(a));
+                    startup.push(format!("Interface {} address {}", i.name, Bracketed(a)));
                 }
                 addrs.push(a);
             }
-            diag!(
+            startup.push(format!(
                 "Using interface {} to connect to {}",
                 owner.name,
                 Bracketed(*d)
-            );
+            ));
             if addrs.len() > 1 {
                 addrs
             } else {
