@@ -340,3 +340,39 @@ fn nothing_follows_our_close_frame() {
         &frames[close..]
     );
 }
+
+/// Close frames no endpoint may send (RFC 6455 §7.4): codes below 1000,
+/// 1005 (reserved for "no code"), 5000, and a reason that is not UTF-8.
+/// Each is a counted protocol error, not a clean goodbye.
+#[test]
+fn close_frames_with_forbidden_codes_or_reasons_are_protocol_errors() {
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut sink = Running::start(&["--ws", "-l", &listen, "-T3s"]);
+    assert!(sink.wait_for_stderr("Listen on:", Duration::from_secs(3)));
+    let masked_close = |payload: &[u8]| {
+        let mut f = vec![0x88, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+        f.extend_from_slice(payload);
+        f
+    };
+    let forbidden: [&[u8]; 4] = [
+        &999u16.to_be_bytes(),
+        &1005u16.to_be_bytes(),
+        &5000u16.to_be_bytes(),
+        &[0x03, 0xe8, 0xc3, 0x28],
+    ];
+    for payload in forbidden {
+        let mut s = handshake(port);
+        s.write_all(&masked_close(payload)).expect("close");
+        assert!(closed_by_peer(&mut s), "{payload:?}: not closed");
+    }
+    // A proper close is no error.
+    let mut s = handshake(port);
+    s.write_all(&masked_close(&[0x03, 0xe8, b'o', b'k']))
+        .expect("close");
+    assert!(closed_by_peer(&mut s));
+    let done = sink.finish(Duration::from_secs(8));
+    assert_eq!(done.code(), Some(0), "{}", done.describe());
+    let (_, errors) = ws_line(&done.stdout);
+    assert_eq!(errors, 4, "{}", done.stdout);
+}

@@ -163,6 +163,11 @@ pub enum WsError {
     ReservedBits,
     /// A close frame with a payload of exactly one byte.
     CloseOneByte,
+    /// A close status code no endpoint may send (RFC 6455 §7.4: below
+    /// 1000, 1004–1006, 1015, unassigned 1016–2999, 5000 and above).
+    CloseCode(u16),
+    /// A close reason that is not UTF-8.
+    CloseReasonNotUtf8,
     /// Pings keep arriving while the pongs owed cannot be sent.
     ControlBacklog,
 }
@@ -195,6 +200,8 @@ impl fmt::Display for WsError {
             WsError::UnfinishedMessage => f.write_str("new message inside a fragmented one"),
             WsError::ReservedBits => f.write_str("reserved bits set without an extension"),
             WsError::CloseOneByte => f.write_str("close frame with a 1-byte payload"),
+            WsError::CloseCode(code) => write!(f, "close status code {code} is not allowed"),
+            WsError::CloseReasonNotUtf8 => f.write_str("close reason is not UTF-8"),
             WsError::ControlBacklog => f.write_str("pings faster than the pongs can be sent"),
         }
     }
@@ -762,17 +769,36 @@ impl FrameReader {
         match self.opcode {
             OP_PING => on(FrameEvent::Ping(payload)),
             OP_PONG => on(FrameEvent::Pong),
-            OP_CLOSE => {
-                let code = match payload {
-                    [hi, lo, ..] => Some(u16::from_be_bytes([*hi, *lo])),
-                    _ => None,
-                };
-                self.stage = Stage::Closed;
-                on(FrameEvent::Close { code });
-            }
+            OP_CLOSE => match close_status(payload) {
+                Ok(code) => {
+                    self.stage = Stage::Closed;
+                    on(FrameEvent::Close { code });
+                }
+                Err(e) => {
+                    self.stage = Stage::Failed;
+                    on(FrameEvent::Error(e));
+                }
+            },
             _ => {}
         }
     }
+}
+
+/// A close frame's status code, if it has one, checked as RFC 6455 §7.4
+/// asks: a code an endpoint may send, and a reason in UTF-8.
+fn close_status(payload: &[u8]) -> Result<Option<u16>, WsError> {
+    let [hi, lo, reason @ ..] = payload else {
+        return Ok(None);
+    };
+    let code = u16::from_be_bytes([*hi, *lo]);
+    let sendable = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
+    if !sendable {
+        return Err(WsError::CloseCode(code));
+    }
+    if std::str::from_utf8(reason).is_err() {
+        return Err(WsError::CloseReasonNotUtf8);
+    }
+    Ok(Some(code))
 }
 
 /// The length of a WebSocket frame header for a payload of `len` bytes,
@@ -1454,6 +1480,20 @@ mod tests {
     }
 
     #[test]
+    fn close_codes_an_endpoint_may_send_are_accepted_with_a_utf8_reason() {
+        for code in [1000u16, 1003, 1007, 1014, 3000, 4999] {
+            let mut payload = code.to_be_bytes().to_vec();
+            payload.extend_from_slice("bye \u{e9}".as_bytes());
+            let out = frame(true, OP_CLOSE, &payload, None);
+            assert_eq!(
+                parse_all(false, &out),
+                vec![Ev::End(OP_CLOSE), Ev::Close(Some(code))],
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
     fn every_protocol_error() {
         let key = Some([9, 9, 9, 9]);
         let cases: Vec<(bool, Vec<u8>, WsError)> = vec![
@@ -1518,6 +1558,32 @@ mod tests {
             (false, vec![0xa1, 0x00], WsError::ReservedBits),
             (true, vec![0x91, 0x80], WsError::ReservedBits),
             (false, vec![0x88, 0x01, 0x03], WsError::CloseOneByte),
+            (false, vec![0x88, 0x02, 0x03, 0xe7], WsError::CloseCode(999)),
+            (
+                false,
+                vec![0x88, 0x02, 0x03, 0xed],
+                WsError::CloseCode(1005),
+            ),
+            (
+                false,
+                vec![0x88, 0x02, 0x03, 0xee],
+                WsError::CloseCode(1006),
+            ),
+            (
+                false,
+                vec![0x88, 0x02, 0x07, 0xd0],
+                WsError::CloseCode(2000),
+            ),
+            (
+                false,
+                vec![0x88, 0x02, 0x13, 0x88],
+                WsError::CloseCode(5000),
+            ),
+            (
+                false,
+                vec![0x88, 0x04, 0x03, 0xe8, 0xc3, 0x28],
+                WsError::CloseReasonNotUtf8,
+            ),
         ];
         for (from_client, data, error) in cases {
             let events = parse_all(from_client, &data);
