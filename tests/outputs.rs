@@ -432,3 +432,42 @@ fn a_closed_stdout_is_named_at_the_end_and_the_run_exits_0() {
     let last = err.lines().last().unwrap_or("");
     assert!(last.starts_with("WARNING: not written: stdout ("), "{err}");
 }
+
+/// Standard output closed (`>&-`): the summary cannot be written, and the
+/// run says so as it does for a full disk; `>/dev/null` is a choice and
+/// gets no word.
+#[test]
+fn a_closed_stdout_is_named_like_a_full_disk() {
+    use std::os::unix::process::CommandExt;
+    let closed = {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tcpkali"));
+        cmd.args(self_loop(&["-T1s"]));
+        // SAFETY: close(2) is async-signal-safe; only fd 1 is touched.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::close(1);
+                Ok(())
+            });
+        }
+        cmd.output().expect("tcpkali")
+    };
+    let err = String::from_utf8_lossy(&closed.stderr);
+    assert_eq!(closed.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("WARNING: stdout: writing failed: it was closed when the run started."),
+        "{err}"
+    );
+    assert!(
+        err.trim_end()
+            .ends_with("WARNING: not written: stdout (it was closed when the run started)."),
+        "{err}"
+    );
+    let discarded = Command::new(env!("CARGO_BIN_EXE_tcpkali"))
+        .args(self_loop(&["-T1s"]))
+        .stdout(std::process::Stdio::null())
+        .output()
+        .expect("tcpkali");
+    let err = String::from_utf8_lossy(&discarded.stderr);
+    assert_eq!(discarded.status.code(), Some(0), "{err}");
+    assert!(!err.contains("WARNING"), "{err}");
+}

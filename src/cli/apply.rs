@@ -15,6 +15,10 @@ use super::stage::parse_stage;
 use super::start::{parse_shard, parse_start_at};
 use super::threshold::parse_threshold;
 use super::units;
+
+/// The longest StatsD namespace: the longest metric line (namespace, name,
+/// value) still fits one 1432-byte datagram with room to spare.
+const MAX_STATSD_NAMESPACE: usize = 1024;
 use super::values::{parse_percentiles, Val, MAX_RATE};
 use super::{complete, man};
 use crate::content;
@@ -319,7 +323,17 @@ impl State {
                 self.ssl_companion.get_or_insert_with(|| flag.name());
             }
             Id::StatsdHost => o.statsd.host = v.text()?.to_string(),
-            Id::StatsdNamespace => o.statsd.namespace = v.text()?.to_string(),
+            Id::StatsdNamespace => {
+                let ns = v.text()?;
+                // Every metric line must fit a datagram with room to spare.
+                if ns.len() > MAX_STATSD_NAMESPACE {
+                    return Err(CliError::Usage(format!(
+                        "--statsd-namespace: {} bytes, more than {MAX_STATSD_NAMESPACE}: its metric lines would not fit StatsD datagrams of 1432 bytes",
+                        ns.len()
+                    )));
+                }
+                o.statsd.namespace = ns.to_string();
+            }
             Id::Header => {
                 if v.raw.contains(&b'\n') {
                     return Err(v.invalid("a header must not contain a newline"));

@@ -653,6 +653,20 @@ mod tests {
     }
 
     #[test]
+    fn a_statsd_namespace_too_long_for_a_datagram_is_refused() {
+        let ns = "n".repeat(1024);
+        assert_eq!(
+            opts(&["--statsd-namespace", &ns, "h:1"]).statsd.namespace,
+            ns
+        );
+        let text = err_text(&["--statsd-namespace", &"n".repeat(1025), "h:1"]);
+        assert!(
+            text.starts_with("--statsd-namespace: 1025 bytes, more than 1024"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn missing_message_file() {
         let e = err(&["-f", "/nonexistent/tcpkali-msg", "h:1"]);
         assert!(matches!(e, CliError::MessageFile(_)));

@@ -20,6 +20,26 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 /// Checks that every output file of the run can be written: its directory
 /// exists and takes a new file. Run before anything is opened, so that a
 /// typo costs a second, not a soak.
+/// Standard output was closed when the process started (`>&-`): the Rust
+/// runtime then opens /dev/null there read-write, which no shell
+/// redirection does (`>/dev/null` opens it write-only), so a summary
+/// written there would vanish without a word.
+pub fn stdout_was_closed() -> bool {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use nix::sys::stat::{fstat, stat};
+    let stdout = std::io::stdout();
+    let Ok(flags) = fcntl(&stdout, FcntlArg::F_GETFL) else {
+        return true;
+    };
+    let read_write = OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE == OFlag::O_RDWR;
+    match (fstat(&stdout), stat("/dev/null")) {
+        (Ok(out), Ok(null)) => {
+            read_write && out.st_rdev == null.st_rdev && out.st_ino == null.st_ino
+        }
+        _ => false,
+    }
+}
+
 pub fn check(opts: &Options) -> Result<(), StartError> {
     let mut targets: Vec<(String, String)> = Vec::new();
     if let Some(path) = opts.json.as_deref().filter(|p| *p != "-") {

@@ -211,12 +211,14 @@ impl Supervisor {
             summary.to_string()
         };
         let mut out = io::stdout();
-        match out
+        if crate::supervisor::outputs::stdout_was_closed() {
+            self.outputs
+                .failed("stdout", "writing", &"it was closed when the run started");
+        } else if let Err(e) = out
             .write_all(to_stdout.as_bytes())
             .and_then(|()| out.flush())
         {
-            Ok(()) => {}
-            Err(e) => self.outputs.failed("stdout", "writing", &e),
+            self.outputs.failed("stdout", "writing", &e);
         }
         if let Some(line) = self.outputs.closing_line() {
             diag!("{line}");

@@ -167,8 +167,8 @@ fn bits(rate: f64) -> u64 {
 
 /// Packs lines into datagrams of at most `limit` bytes, never splitting a
 /// line; a new datagram starts when the next line would not fit. A line
-/// longer than `limit` on its own (only with an absurdly long namespace)
-/// goes alone in a datagram of its own.
+/// longer than `limit` on its own (which the command line's cap on the
+/// namespace rules out) goes alone in a datagram of its own.
 fn pack(lines: Vec<String>, limit: usize) -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = Vec::new();
     let mut cur: Vec<u8> = Vec::new();
@@ -617,6 +617,25 @@ foo.bar.latency.message.max:2000.000|g
             })
             .collect();
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn the_longest_namespace_the_command_line_takes_still_fits_every_datagram() {
+        let pcts: Vec<(&str, f64)> = vec![("99.999", 99_999.999); 60];
+        let lat: Vec<LatencyReport<'_>> = ["connect", "message_intended"]
+            .iter()
+            .map(|k| LatencyReport {
+                kind: k,
+                percentiles: &pcts,
+                min: 0.001,
+                mean: 1.5,
+                max: 99_999.999,
+            })
+            .collect();
+        let ns = "n".repeat(1024);
+        for d in datagrams(&ns, &sample(&lat), true, true) {
+            assert!(d.len() <= MAX_DATAGRAM, "{} bytes", d.len());
+        }
     }
 
     #[test]
