@@ -31,11 +31,32 @@ static REGION_FILE: OnceLock<CString> = OnceLock::new();
 
 /// How long workers get to leave after the stop word before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(1);
-/// Restart back-off for a worker that keeps dying: doubling from MIN to MAX.
+/// Restart back-off for a worker that keeps dying young: doubling from MIN
+/// to MAX.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// A worker that lived this long is restarted at once when it dies.
-const STABLE_LIFE: Duration = Duration::from_secs(10);
+/// A worker that dies sooner than this after its start died young: a
+/// crash loop, which the back-off slows down.
+const YOUNG: Duration = Duration::from_secs(1);
+/// A worker that lived this long was healthy: its slot's back-off starts
+/// over.
+const HEALTHY: Duration = Duration::from_secs(60);
+
+/// The wait before restarting a slot whose worker died at `age`, and the
+/// back-off the slot keeps, given the one it had. Only young deaths make
+/// it grow (a worker killed every few seconds is restarted at once each
+/// time, so the run keeps its throughput), and only a healthy minute
+/// makes the slot forget it.
+fn restart_wait(age: Duration, backoff: Duration) -> (Duration, Duration) {
+    if age >= HEALTHY {
+        (Duration::ZERO, Duration::ZERO)
+    } else if age < YOUNG {
+        let grown = (backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
+        (grown, grown)
+    } else {
+        (Duration::ZERO, backoff)
+    }
+}
 /// A worker whose heartbeat and counters both stand still this long is
 /// killed and restarted.
 const HANG_LIMIT: Duration = Duration::from_secs(5);
@@ -87,7 +108,7 @@ pub struct WorkerFailed;
 #[derive(Debug, Clone)]
 struct Life {
     started: Instant,
-    /// The wait before the next restart after a death.
+    /// The back-off this slot has earned by dying young.
     backoff: Duration,
     /// A restart is due at this time.
     respawn_at: Option<Instant>,
@@ -215,23 +236,15 @@ impl Children {
                 );
                 return Err(WorkerFailed);
             }
-            // A worker that lived a while is restarted at once; one that
-            // keeps dying waits longer each time, up to MAX_BACKOFF.
             let now = Instant::now();
             let life = &mut self.lives[i];
-            life.backoff = if now.duration_since(life.started) >= STABLE_LIFE {
-                Duration::ZERO
-            } else {
-                (life.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF)
-            };
-            life.respawn_at = Some(now + life.backoff);
-            let wait = if life.backoff.is_zero() {
+            let (delay, backoff) = restart_wait(now.duration_since(life.started), life.backoff);
+            life.backoff = backoff;
+            life.respawn_at = Some(now + delay);
+            let wait = if delay.is_zero() {
                 String::new()
             } else {
-                format!(
-                    " in {} s",
-                    crate::cli::units::fmt_g(life.backoff.as_secs_f64())
-                )
+                format!(" in {} s", crate::cli::units::fmt_g(delay.as_secs_f64()))
             };
             say(
                 self.tty,
@@ -354,4 +367,44 @@ fn child_main(supervisor: Pid, region: &Region, plan: &WorkerPlan, shared: &Shar
         worker::run(region, plan, shared)
     }))
     .unwrap_or(70)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn workers_killed_every_few_seconds_are_restarted_at_once() {
+        let mut backoff = Duration::ZERO;
+        for age_s in [2, 6, 3, 4, 2, 5] {
+            let (wait, kept) = restart_wait(Duration::from_secs(age_s), backoff);
+            assert_eq!(wait, Duration::ZERO, "died at {age_s} s");
+            backoff = kept;
+        }
+        assert_eq!(backoff, Duration::ZERO);
+    }
+
+    #[test]
+    fn a_crash_loop_backs_off_doubling_to_five_seconds() {
+        let mut backoff = Duration::ZERO;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            let (wait, kept) = restart_wait(10 * MS, backoff);
+            waits.push(wait.as_millis());
+            backoff = kept;
+        }
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        // A longer life restarts at once but keeps the slot's back-off...
+        assert_eq!(
+            restart_wait(Duration::from_secs(30), backoff),
+            (Duration::ZERO, backoff)
+        );
+        // ...which a healthy minute forgets.
+        assert_eq!(
+            restart_wait(Duration::from_secs(60), backoff),
+            (Duration::ZERO, Duration::ZERO)
+        );
+    }
 }
