@@ -132,7 +132,8 @@ impl Supervisor {
         }
         let secs = (now - since).as_secs_f64();
         let recycled = self.plan.opts.channel_lifetime.is_some();
-        text += &report::churn_lines(&delta, &last, secs, recycled);
+        let framed = self.plan.opts.ssl.is_some() || self.plan.opts.websocket;
+        text += &report::churn_lines(&delta, &last, secs, recycled, framed);
         if self.plan.opts.ssl.is_some() {
             text += &format!(
                 "TLS: {} handshakes completed, {} failed",

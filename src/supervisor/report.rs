@@ -88,7 +88,18 @@ pub fn summary(s: &SummaryInput) -> String {
 /// still queued in the kernel when their connection closed; attempts that
 /// found no free local port over the whole run (`total`: ramp-up included,
 /// where they mostly happen).
-pub fn churn_lines(delta: &Snapshot, total: &Snapshot, secs: f64, recycled: bool) -> String {
+///
+/// The unsent bytes are the kernel's send queue, so with TLS or WebSocket
+/// (`framed`) they are wire bytes (records, frames, handshakes), unlike
+/// `Total data sent`: the line says so, or it could read as more data
+/// unsent than was ever sent.
+pub fn churn_lines(
+    delta: &Snapshot,
+    total: &Snapshot,
+    secs: f64,
+    recycled: bool,
+    framed: bool,
+) -> String {
     let mut out = String::new();
     let opened = delta.get(Counter::ConnsEstablished) + delta.get(Counter::ConnsAccepted);
     let closed = delta.get(Counter::ConnsClosed);
@@ -102,8 +113,13 @@ pub fn churn_lines(delta: &Snapshot, total: &Snapshot, secs: f64, recycled: bool
     }
     let unsent = delta.get(Counter::BytesUnsent);
     if unsent > 0 {
+        let what = if framed {
+            "bytes of TLS records and WebSocket frames, handshakes included,"
+        } else {
+            "bytes"
+        };
         out += &format!(
-            "Data unsent at close: {} ({unsent} bytes unsent at close)\n",
+            "Data unsent at close: {} ({unsent} {what} unsent at close)\n",
             human_size(unsent)
         );
     }
@@ -665,21 +681,26 @@ mod churn_tests {
             (Counter::ConnsClosed, 580),
             (Counter::BytesUnsent, 4096),
         ]);
-        let text = churn_lines(&delta, &delta, 2.0, true);
+        let text = churn_lines(&delta, &delta, 2.0, true, false);
         assert_eq!(
             text,
             "Connections: 600 opened, 580 closed (300.0/s)\n\
              Data unsent at close: 4.0 KiB (4096 bytes unsent at close)\n"
+        );
+        // With TLS or WebSocket the queue holds wire bytes, and says so.
+        assert_eq!(
+            churn_lines(&delta, &delta, 2.0, false, true),
+            "Data unsent at close: 4.0 KiB (4096 bytes of TLS records and WebSocket frames, handshakes included, unsent at close)\n"
         );
     }
 
     #[test]
     fn steady_connections_add_no_lines_but_exhausted_ports_do() {
         let delta = snapshot(&[(Counter::ConnsEstablished, 10)]);
-        assert_eq!(churn_lines(&delta, &delta, 1.0, false), "");
+        assert_eq!(churn_lines(&delta, &delta, 1.0, false, false), "");
         let total = snapshot(&[(Counter::PortsExhausted, 7)]);
         assert_eq!(
-            churn_lines(&delta, &total, 1.0, false),
+            churn_lines(&delta, &total, 1.0, false, false),
             "Out of local ports: 7 connection attempts\n"
         );
     }
