@@ -402,3 +402,35 @@ fn tls_data_before_a_bad_record_is_counted_and_the_record_named() {
         done.stderr
     );
 }
+
+/// A ramp-up that fails says why: after `Could not create ...`, the TLS
+/// totals and the errors by kind (a TLS client against a plain sink).
+#[test]
+fn a_failed_ramp_up_names_its_reasons() {
+    let (l, addr) = listener();
+    let holder = thread::spawn(move || {
+        let mut held = Vec::new();
+        let end = Instant::now() + Duration::from_secs(4);
+        l.set_nonblocking(true).expect("nonblocking");
+        while Instant::now() < end {
+            if let Ok((s, _)) = l.accept() {
+                held.push(s);
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    });
+    let done = run(
+        &["--ssl", "-c2", &addr, "-T1s", "--connect-timeout", "300ms"],
+        Duration::from_secs(8),
+    );
+    let _ = holder.join();
+    assert_eq!(done.code(), Some(1), "{}", done.describe());
+    let at = done
+        .stderr
+        .find("Could not create 2 connections in allotted time (1s)\n")
+        .unwrap_or_else(|| panic!("{}", done.describe()));
+    let after = &done.stderr[at..];
+    assert!(after.contains("\nTLS: 0 handshakes completed, "), "{after}");
+    assert!(after.contains("\nConnection errors: "), "{after}");
+    assert!(after.contains(" timed out"), "{after}");
+}

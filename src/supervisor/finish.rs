@@ -82,6 +82,10 @@ impl Supervisor {
                     if n == 1 { "" } else { "s" },
                     crate::cli::units::fmt_g(secs)
                 ));
+                // Why: the TLS and WebSocket totals and the errors by kind.
+                for line in self.connection_lines(&last).lines() {
+                    self.say(line);
+                }
                 return 1;
             }
             // The run stops, but what it measured is still reported.
@@ -134,27 +138,7 @@ impl Supervisor {
         let recycled = self.plan.opts.channel_lifetime.is_some();
         let framed = self.plan.opts.ssl.is_some() || self.plan.opts.websocket;
         text += &report::churn_lines(&delta, &last, secs, recycled, framed);
-        if self.plan.opts.ssl.is_some() {
-            text += &format!(
-                "TLS: {} handshakes completed, {} failed",
-                last.get(Counter::TlsHandshakes),
-                last.get(Counter::TlsFailures)
-            );
-            text += &match last.get(Counter::TlsTruncated) {
-                0 => ".\n".to_string(),
-                n => format!(", {n} ended without close_notify.\n"),
-            };
-        }
-        if self.plan.opts.websocket {
-            text += &format!(
-                "WebSocket: {} frames received, {} protocol errors.\n",
-                last.get(Counter::FramesRcvd),
-                last.get(Counter::ProtocolErrors)
-            );
-        }
-        if let Some(line) = report::errors_line(&last) {
-            text += &line;
-        }
+        text += &self.connection_lines(&last);
         let mut judgement = self.judgement(&delta);
         for s in &judgement.stages {
             text += &judge::stage_line(s, &self.plan.opts.latency.percentiles);
@@ -280,5 +264,36 @@ impl Supervisor {
                 )
             })
             .collect()
+    }
+}
+
+impl Supervisor {
+    /// The TLS and WebSocket totals and the connection errors by kind,
+    /// over the whole run (`last`): the summary's, and after a ramp-up
+    /// that failed, the reasons it did.
+    fn connection_lines(&self, last: &Snapshot) -> String {
+        let mut text = String::new();
+        if self.plan.opts.ssl.is_some() {
+            text += &format!(
+                "TLS: {} handshakes completed, {} failed",
+                last.get(Counter::TlsHandshakes),
+                last.get(Counter::TlsFailures)
+            );
+            text += &match last.get(Counter::TlsTruncated) {
+                0 => ".\n".to_string(),
+                n => format!(", {n} ended without close_notify.\n"),
+            };
+        }
+        if self.plan.opts.websocket {
+            text += &format!(
+                "WebSocket: {} frames received, {} protocol errors.\n",
+                last.get(Counter::FramesRcvd),
+                last.get(Counter::ProtocolErrors)
+            );
+        }
+        if let Some(line) = report::errors_line(last) {
+            text += &line;
+        }
+        text
     }
 }
