@@ -351,3 +351,65 @@ fn a_source_out_of_ports_is_named_once_and_the_others_carry_on() {
     let exhausted = number_after(&stdout, "Out of local ports: ").unwrap_or(0.0);
     assert!(exhausted >= 1.0, "{stdout}{stderr}");
 }
+
+/// A run that needs more connection-tracking entries than the table has
+/// free is warned before anything starts, with the way out. The run is
+/// held by `--start-at` and stopped before its start, so nothing is sent.
+/// Without the conntrack module there is no table, and no warning.
+#[test]
+fn a_run_larger_than_the_conntrack_table_is_warned_at_start() {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+    };
+    let max = read("/proc/sys/net/netfilter/nf_conntrack_max");
+    let in_use = read("/proc/sys/net/netfilter/nf_conntrack_count").unwrap_or(0);
+    let connections = max.map_or(300_000, |m| m.saturating_sub(in_use) + 10_000);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let mut tcpkali = Running::start(&[
+        "--start-at",
+        "+30s",
+        "-c",
+        &connections.to_string(),
+        "--connect-rate",
+        "1m",
+        "-T",
+        "10s",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    assert!(tcpkali.wait_for_stderr("Starting at ", Duration::from_secs(20)));
+    tcpkali.signal(Signal::SIGINT);
+    let done = tcpkali.finish(Duration::from_secs(10));
+    assert_eq!(done.code(), Some(0), "{}", done.describe());
+    let warned = done
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("WARNING: net.netfilter.nf_conntrack_max "));
+    match max {
+        Some(max) => {
+            let line =
+                warned.unwrap_or_else(|| panic!("no conntrack warning\n{}", done.describe()));
+            assert!(
+                line.contains(&format!("nf_conntrack_max {max} with ")),
+                "{line}"
+            );
+            assert!(
+                line.contains(&format!("this run opens {connections}")),
+                "{line}"
+            );
+            assert!(
+                line.contains("sysctl -w net.netfilter.nf_conntrack_max="),
+                "{line}"
+            );
+            assert!(
+                line.contains(&format!("--dport {port} -j NOTRACK")),
+                "{line}"
+            );
+        }
+        None => assert!(warned.is_none(), "{}", done.describe()),
+    }
+    assert!(listener.accept().is_err(), "a connection was opened");
+}

@@ -252,6 +252,10 @@ pub struct RampMark {
     pub at_ns: AtomicU64,
     /// Counter values at that moment, indexed by [`Counter`].
     pub base: [AtomicU64; COUNTERS],
+    /// When the share was first all ready to carry messages (WebSocket
+    /// upgrades done too; the same moment as `at_ns` without `--ws`): the
+    /// run is ramped up once every worker has this. 0 until set.
+    pub ready_ns: AtomicU64,
 }
 
 impl RampMark {
@@ -265,6 +269,21 @@ impl RampMark {
         }
         self.at_ns
             .store(at_ns.max(1), std::sync::atomic::Ordering::Release);
+    }
+
+    /// Records, once, that the share is ready to carry messages.
+    pub fn set_ready_once(&self, at_ns: u64) {
+        let _ = self.ready_ns.compare_exchange(
+            0,
+            at_ns.max(1),
+            std::sync::atomic::Ordering::Release,
+            Relaxed,
+        );
+    }
+
+    /// Whether the share has been all ready to carry messages.
+    pub fn is_ready(&self) -> bool {
+        self.ready_ns.load(std::sync::atomic::Ordering::Acquire) != 0
     }
 
     /// The mark, if set: (time, counters).

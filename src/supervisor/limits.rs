@@ -1,5 +1,7 @@
 //! The kernel limits a run can outgrow: open files per worker, the local
-//! port range per (source, destination) pair, and socket buffer sizes.
+//! port range per (source, destination) pair, socket buffer sizes, and the
+//! system-wide settings of `kernel` (conntrack, file tables, listen
+//! queues).
 //! Set-up sizes the worker pool with these figures and finds, once, what
 //! the plan asks beyond them; the supervisor prints the findings before
 //! the first fork. Reads the kernel's settings (and raises the soft
@@ -8,6 +10,7 @@
 use crate::cli::config::Options;
 use crate::content::expr::Scope;
 use crate::proto::tcp;
+use crate::supervisor::kernel::{self, KernelSettings, KernelShortfall, Needs};
 use crate::supervisor::stages;
 use std::fmt;
 use std::net::SocketAddr;
@@ -78,6 +81,8 @@ pub enum Shortfall {
         /// Pairs enough to stay within the even half.
         enough: u64,
     },
+    /// A system-wide setting (see `kernel`).
+    Kernel(KernelShortfall),
 }
 
 impl fmt::Display for Shortfall {
@@ -120,6 +125,7 @@ impl fmt::Display for Shortfall {
                 "-c {connections} over {pairs} (source, destination) pair{} is about {per_pair} connections each, more than half of the local port range {low}-{high}; connect() slows down sharply past that. Use {enough} or more pairs (--source-ip A-B, or more destinations).",
                 if *pairs == 1 { "" } else { "s" }
             ),
+            Shortfall::Kernel(k) => write!(f, "{k}"),
         }
     }
 }
@@ -196,7 +202,41 @@ pub fn check(
         destinations,
         sources,
     ));
+    let needs = run_needs(opts, workers, listen_addrs, destinations);
+    found.extend(
+        kernel::shortfalls(&needs, &KernelSettings::read())
+            .into_iter()
+            .map(Shortfall::Kernel),
+    );
     found
+}
+
+/// Backlog each listener asks for (the kernel caps it at somaxconn).
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// What the plan asks of the system at its peak.
+fn run_needs(
+    opts: &Options,
+    workers: usize,
+    listen_addrs: usize,
+    destinations: &[SocketAddr],
+) -> Needs {
+    let connections = if destinations.is_empty() {
+        0
+    } else {
+        stages::peak_connections(opts)
+    };
+    let self_loop = opts.listen.is_some() && !destinations.is_empty();
+    Needs {
+        connections,
+        sockets: connections * if self_loop { 2 } else { 1 },
+        per_worker: fds_per_worker(opts, listen_addrs, workers),
+        self_loop,
+        connect_rate: opts.connect_rate,
+        listeners: (listen_addrs * workers.max(1)) as u64,
+        backlog: LISTEN_BACKLOG as u64,
+        destinations: destinations.to_vec(),
+    }
 }
 
 /// Prints what [`check`] found, one warning a line.

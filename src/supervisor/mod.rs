@@ -17,6 +17,7 @@ pub mod generator;
 pub mod hdr;
 pub mod html;
 pub mod judge;
+mod kernel;
 mod limits;
 mod live;
 pub mod metrics;
@@ -37,6 +38,7 @@ pub mod thresholds;
 
 use crate::proto::tcp::{self, Bracketed, SockOpts};
 use crate::supervisor::children::Children;
+use crate::supervisor::limits::LISTEN_BACKLOG;
 use crate::supervisor::rate_search::Step;
 use crate::supervisor::report::Rates;
 use crate::supervisor::results::IntervalLog;
@@ -52,7 +54,6 @@ use tcpkali_ipc::{
 
 const TICK: Duration = Duration::from_millis(100);
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
-const LISTEN_BACKLOG: i32 = 4096;
 
 /// How the run ended.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -293,6 +294,9 @@ impl Supervisor {
             }
         };
         let mut last_tick = start;
+        // When the ramp last looked at the conntrack table (None: it said
+        // it was full, once, and looks no more).
+        let mut conntrack_looked = Some(start);
         let mut last_progress = start;
         let mut last_plain = start;
         let mut last_snap = self.region.snapshot();
@@ -336,6 +340,17 @@ impl Supervisor {
                     // the supervisor looks (recycled ones never are, and a
                     // server may hang up on each as soon as it is served).
                     let started = self.steady_start(now);
+                    if started.is_none()
+                        && conntrack_looked.is_some_and(|at| now - at >= Duration::from_secs(1))
+                    {
+                        conntrack_looked = Some(now);
+                        if let Some((count, max)) = kernel::conntrack_full() {
+                            self.say(&format!(
+                                "WARNING: connects are stalling: the connection tracking table is full (nf_conntrack_count {count} of nf_conntrack_max {max}), so the kernel drops new SYNs. Raise net.netfilter.nf_conntrack_max or exempt the test's traffic with iptables -t raw ... -j NOTRACK."
+                            ));
+                            conntrack_looked = None;
+                        }
+                    }
                     if let Some((since, base)) = started {
                         self.say(&format!("Ramped up to {} connections.", self.connections()));
                         self.region.header().steady.store(1, Ordering::Relaxed);
@@ -405,15 +420,21 @@ impl Supervisor {
         Some(Instant::now() + Duration::from_secs_f64(ahead.max(0.0)))
     }
 
-    /// When every worker has its connections up: the steady state's start
-    /// (the last worker's moment) and the counters it is measured from
-    /// (each worker's own at its moment), so that the first bytes of the
-    /// last connections (a WebSocket handshake, a first message) are in.
+    /// When every worker has had its connections all ready to carry
+    /// messages (WebSocket upgrades done): the steady state's start (the
+    /// last worker's base moment) and the counters it is measured from
+    /// (each worker's own at its base moment, taken before the upgrades
+    /// and first messages of its last connections moved, so those bytes
+    /// are in, as tcpkali counts them).
     fn steady_start(&self, now: Instant) -> Option<(Instant, Snapshot)> {
         let mut base = Snapshot::default();
         let mut latest = 0;
         for i in 0..self.region.workers() {
-            let (at, counters) = self.region.slot(i).ramp.get()?;
+            let ramp = &self.region.slot(i).ramp;
+            if !ramp.is_ready() {
+                return None;
+            }
+            let (at, counters) = ramp.get()?;
             base.accumulate(&counters);
             latest = latest.max(at);
         }

@@ -86,7 +86,7 @@ impl Worker<'_> {
         let Some(c) = self.conns.get_mut(slot, gen) else {
             return;
         };
-        if c.phase != Phase::Open || c.dir == Direction::In {
+        if c.phase != Phase::Open || c.dir == Direction::In || c.framing.upgrading() {
             return;
         }
         let fd = c.fd.as_raw_fd();
@@ -129,27 +129,33 @@ impl Worker<'_> {
             Direction::Out { dest } => self.plan.destinations.get(dest as usize).map(|d| d.addr),
             Direction::In => tcp::endpoints(c.fd.as_raw_fd()).map(|(_, p)| p),
         };
-        match (c.dir, c.phase) {
-            // Until its TLS handshake is done an outgoing connection is
-            // still being made: a failure there is a failed attempt.
-            (Direction::Out { .. }, Phase::Connecting | Phase::Handshaking { .. }) => {
+        let upgrading = c.framing.upgrading();
+        match (c.dir, c.phase, upgrading) {
+            // Until its TLS handshake and its WebSocket upgrade are done an
+            // outgoing connection is still being made: a failure there is
+            // a failed attempt.
+            (Direction::Out { .. }, Phase::Connecting | Phase::Handshaking { .. }, _)
+            | (Direction::Out { .. }, Phase::Open, true) => {
                 self.stats.open.connecting -= 1;
+                if upgrading {
+                    self.stats.open.upgrading -= 1;
+                }
                 self.stats.add(Counter::ConnsFailed, 1);
                 if reason == CloseReason::ConnectTimeout {
                     self.stats.add(Counter::ConnsTimedOut, 1);
                 }
             }
-            (Direction::Out { .. }, Phase::Open) => {
+            (Direction::Out { .. }, Phase::Open, false) => {
                 self.stats.open.out -= 1;
                 self.stats.add(Counter::ConnsClosed, 1);
                 count_unsent(&self.stats, &c);
             }
             // No longer counted as open since its close began.
-            (Direction::Out { .. }, Phase::Closing) => {
+            (Direction::Out { .. }, Phase::Closing, _) => {
                 self.stats.add(Counter::ConnsClosed, 1);
                 count_unsent(&self.stats, &c);
             }
-            (Direction::In, _) => {
+            (Direction::In, _, _) => {
                 self.stats.open.inbound -= 1;
                 self.stats.add(Counter::ConnsClosed, 1);
                 count_unsent(&self.stats, &c);

@@ -87,11 +87,16 @@ impl Worker<'_> {
         }
     }
 
-    /// An outgoing connection is ready for traffic (its TCP and, with
-    /// `--ssl`, TLS handshakes are done): it counts as open from now.
-    fn ready_out(&mut self) {
+    /// An outgoing connection is ready for traffic (its TCP handshake,
+    /// with `--ssl` its TLS handshake, with `--ws` its upgrade are done):
+    /// it counts as open from now, and towards the ramp-up.
+    pub(super) fn ready_out(&mut self) {
+        let ws = self.shared.ws.is_some();
         let open = &mut self.stats.open;
         open.connecting -= 1;
+        if ws {
+            open.upgrading -= 1;
+        }
         open.out += 1;
         let all_open = open.out >= self.plan.connections;
         self.stats.publish_open();
@@ -99,21 +104,39 @@ impl Worker<'_> {
             .dialer
             .opened(self.plan.connections, self.shared.lifetime.is_some());
         if all_open || churned {
-            // This worker's steady state begins now, before the first
-            // byte of this connection (WebSocket upgrade, first message)
-            // moves.
+            // Without --ws the steady state begins now, before the first
+            // message of this connection moves (with --ws it began when
+            // the upgrades did; see `upgrade_begins`).
+            self.stats.ramp_done();
+            self.stats.ready_done();
+        }
+    }
+
+    /// A WebSocket client past TCP (and TLS) starts its upgrade. It is not
+    /// ready for messages yet, but once all this worker's connections are
+    /// this far its steady state begins, so that the upgrades' bytes are
+    /// counted in it as tcpkali counts them.
+    fn upgrade_begins(&mut self) {
+        let open = &mut self.stats.open;
+        open.upgrading += 1;
+        if open.out + open.upgrading >= self.plan.connections {
             self.stats.ramp_done();
         }
     }
 
     /// Lifetime and send-delay bookkeeping common to both directions.
     fn after_open(&mut self, slot: u32, gen: u32, now: u64) {
+        // A WebSocket client is ready once its upgrade is (see `recv`).
         if self
             .conns
             .get(slot, gen)
             .is_some_and(|c| c.dir != Direction::In)
         {
-            self.ready_out();
+            if self.shared.ws.is_some() {
+                self.upgrade_begins();
+            } else {
+                self.ready_out();
+            }
         }
         if let Some(life) = self.shared.lifetime {
             if life.is_zero() {

@@ -64,6 +64,7 @@ pub fn run(region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
     if plan.connections == 0 {
         // Nothing to ramp up: the steady state is the whole run.
         w.stats.ramp_done();
+        w.stats.ready_done();
     }
     for (i, &fd) in plan.listeners.iter().enumerate() {
         // The listener stays open for the worker's whole life (the

@@ -6,7 +6,7 @@
 //! the send path only to flush a WebSocket Close answer.
 
 use crate::proto::stream::{Close, ReadOutcome};
-use crate::worker::conn::{CloseReason, Phase, Sending};
+use crate::worker::conn::{CloseReason, Direction, Phase, Sending};
 use crate::worker::dump::{self, DUMP_IN};
 use crate::worker::pace::phased_schedule;
 use crate::worker::state::{Worker, IO_BUDGET};
@@ -155,9 +155,12 @@ impl Worker<'_> {
             return Ok(());
         };
         let recv = &mut self.recv;
+        let was_upgrading = c.framing.upgrading();
         let outcome = c
             .framing
             .on_read(&mut recv.buf[..n], 0, &mut recv.payloads, &mut self.rng);
+        // The upgrade finished in this read, whatever came after it.
+        let upgraded = was_upgrading && !c.framing.upgrading();
         if let Ok(received) = &outcome {
             if received.opened {
                 if let Some(rate) = &self.sender.rate {
@@ -173,6 +176,9 @@ impl Worker<'_> {
             if let Some(f) = recv.inspect(c, payload, message_marker, &self.stats, now) {
                 self.stats.fault(f);
             }
+        }
+        if upgraded && matches!(c.dir, Direction::Out { .. }) {
+            self.ready_out();
         }
         let received = outcome.map_err(CloseReason::Protocol)?;
         if received.closed {

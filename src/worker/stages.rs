@@ -102,7 +102,9 @@ impl Worker<'_> {
             .rev()
             .filter(|&(slot, gen)| {
                 self.conns.get(slot, gen).is_some_and(|c| {
-                    c.phase == Phase::Open && matches!(c.dir, Direction::Out { .. })
+                    c.phase == Phase::Open
+                        && matches!(c.dir, Direction::Out { .. })
+                        && !c.framing.upgrading()
                 })
             })
             .take(usize::try_from(n).unwrap_or(usize::MAX))

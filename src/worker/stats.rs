@@ -12,8 +12,13 @@ use std::sync::atomic::Ordering::Relaxed;
 /// change.
 #[derive(Debug, Default)]
 pub struct Open {
+    /// Outgoing connections ready to carry messages.
     pub out: u64,
+    /// Outgoing connections not ready yet (connecting, in their TLS
+    /// handshake or their WebSocket upgrade).
     pub connecting: u64,
+    /// Of `connecting`, those past TCP and TLS, in their WebSocket upgrade.
+    pub upgrading: u64,
     pub inbound: u64,
 }
 
@@ -96,6 +101,12 @@ impl<'a> Stats<'a> {
         self.slot
             .ramp
             .set_once(tcpkali_ipc::monotonic_ns(), &self.slot.counters);
+    }
+
+    /// Marks, once per slot, that this worker's connections have all been
+    /// ready to carry messages: the run ramps up when every worker has.
+    pub fn ready_done(&self) {
+        self.slot.ramp.set_ready_once(tcpkali_ipc::monotonic_ns());
     }
 
     /// A `connection.uid`, unique across the run's workers.
