@@ -569,6 +569,23 @@ foo.bar.latency.message.max:2000.000|g
         assert!(t.starts_with("connections.opened:3|c\n"));
     }
 
+    /// One report per kind, each with `pcts` and the widest values.
+    fn latency_reports<'a>(
+        kinds: &[&'a str],
+        pcts: &'a [(&'a str, f64)],
+    ) -> Vec<LatencyReport<'a>> {
+        kinds
+            .iter()
+            .map(|k| LatencyReport {
+                kind: k,
+                percentiles: pcts,
+                min: 0.001,
+                mean: 1.5,
+                max: 99_999.999,
+            })
+            .collect()
+    }
+
     #[test]
     fn datagrams_stay_within_the_limit() {
         let labels: Vec<String> = (0..60).map(|i| format!("{}.{}", i, i % 10)).collect();
@@ -577,16 +594,7 @@ foo.bar.latency.message.max:2000.000|g
             .enumerate()
             .map(|(i, l)| (l.as_str(), i as f64 * 123.456_7))
             .collect();
-        let lat: Vec<LatencyReport<'_>> = ["connect", "firstbyte", "message"]
-            .iter()
-            .map(|k| LatencyReport {
-                kind: k,
-                percentiles: &pcts,
-                min: 0.001,
-                mean: 1.5,
-                max: 99999.999,
-            })
-            .collect();
+        let lat = latency_reports(&["connect", "firstbyte", "message"], &pcts);
         let ns = "a-rather.long.namespace.".repeat(8);
         let ns = ns.trim_end_matches('.');
         let r = sample(&lat);
@@ -622,16 +630,7 @@ foo.bar.latency.message.max:2000.000|g
     #[test]
     fn the_longest_namespace_the_command_line_takes_still_fits_every_datagram() {
         let pcts: Vec<(&str, f64)> = vec![("99.999", 99_999.999); 60];
-        let lat: Vec<LatencyReport<'_>> = ["connect", "message_intended"]
-            .iter()
-            .map(|k| LatencyReport {
-                kind: k,
-                percentiles: &pcts,
-                min: 0.001,
-                mean: 1.5,
-                max: 99_999.999,
-            })
-            .collect();
+        let lat = latency_reports(&["connect", "message_intended"], &pcts);
         let ns = "n".repeat(1024);
         for d in datagrams(&ns, &sample(&lat), true, true) {
             assert!(d.len() <= MAX_DATAGRAM, "{} bytes", d.len());
