@@ -66,7 +66,8 @@ pub enum Counter {
     /// Outgoing attempts that failed before being established (refused,
     /// timed out, bind/connect errors).
     ConnsFailed,
-    /// Of [`Counter::ConnsFailed`], those ended by `--connect-timeout`.
+    /// Connections (either direction) ended by `--connect-timeout`: in
+    /// the TCP connect, the TLS handshake or the WebSocket upgrade.
     ConnsTimedOut,
     /// Established connections (either direction) that ended, for any reason.
     ConnsClosed,
@@ -113,10 +114,14 @@ pub enum Counter {
     /// (a truncation an attacker could cause); also counted as closed by
     /// their peer.
     TlsTruncated,
+    /// Of [`Counter::TlsFailures`], those that were not timeouts (which
+    /// count under [`Counter::ConnsTimedOut`]): each connection error is
+    /// one kind, so the kinds add up to the failures.
+    TlsHandshakeErrors,
 }
 
 /// Number of [`Counter`] kinds.
-pub const COUNTERS: usize = Counter::TlsTruncated as usize + 1;
+pub const COUNTERS: usize = Counter::TlsHandshakeErrors as usize + 1;
 
 /// Point-in-time values written by a slot's worker with plain stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

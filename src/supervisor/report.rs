@@ -136,7 +136,11 @@ pub const ERROR_KINDS: [(Counter, &str, &str); 8] = [
     (Counter::ConnsRefused, "refused", "refused"),
     (Counter::ConnsReset, "reset", "reset"),
     (Counter::ConnsTimedOut, "timed out", "timed_out"),
-    (Counter::TlsFailures, "TLS handshake failed", "tls_failed"),
+    (
+        Counter::TlsHandshakeErrors,
+        "TLS handshake failed",
+        "tls_failed",
+    ),
     (
         Counter::PortsExhausted,
         "out of local ports",
@@ -663,7 +667,7 @@ mod churn_tests {
         let some = snapshot(&[
             (Counter::ConnsRefused, 12),
             (Counter::ConnsReset, 3),
-            (Counter::TlsFailures, 1),
+            (Counter::TlsHandshakeErrors, 1),
             (Counter::ClosedByPeer, 5),
         ]);
         assert_eq!(

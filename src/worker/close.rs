@@ -141,9 +141,6 @@ impl Worker<'_> {
                     self.stats.open.upgrading -= 1;
                 }
                 self.stats.add(Counter::ConnsFailed, 1);
-                if reason == CloseReason::ConnectTimeout {
-                    self.stats.add(Counter::ConnsTimedOut, 1);
-                }
             }
             (Direction::Out { .. }, Phase::Open, false) => {
                 self.stats.open.out -= 1;
@@ -162,7 +159,12 @@ impl Worker<'_> {
             }
         }
         self.stats.publish_open();
-        if reason == CloseReason::UpgradeTimeout {
+        // Out of time connecting, in the TLS handshake or in the upgrade,
+        // on either side: one kind, whatever the stage.
+        if matches!(
+            reason,
+            CloseReason::ConnectTimeout | CloseReason::UpgradeTimeout
+        ) {
             self.stats.add(Counter::ConnsTimedOut, 1);
         }
         if let CloseReason::Protocol(_) = reason {
@@ -170,6 +172,10 @@ impl Worker<'_> {
         }
         if let Phase::Handshaking { .. } = c.phase {
             self.stats.add(Counter::TlsFailures, 1);
+            // A handshake that ran out of time is counted as timed out.
+            if reason != CloseReason::ConnectTimeout {
+                self.stats.add(Counter::TlsHandshakeErrors, 1);
+            }
         }
         if reason == CloseReason::Truncated {
             self.stats.add(Counter::TlsTruncated, 1);
