@@ -8,7 +8,7 @@ use crate::proto::tcp::{self, Bracketed};
 use crate::worker::conn::{CloseReason, Conn, Direction, Phase};
 use crate::worker::state::Worker;
 use crate::worker::stats::Stats;
-use crate::worker::timers::TimerKind;
+use crate::worker::timers::{ns, TimerKind};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use tcpkali_ipc::Counter;
@@ -172,6 +172,13 @@ impl Worker<'_> {
         }
         if let Phase::Handshaking { .. } = c.phase {
             self.stats.add(Counter::TlsFailures, 1);
+            if reason == CloseReason::ConnectTimeout && c.dir != Direction::In {
+                let now = self.now();
+                let timeout = ns(self.shared.connect_timeout);
+                if let Some(w) = &mut self.dialer.handshakes {
+                    w.timed_out(now, timeout);
+                }
+            }
             // A handshake that ran out of time is counted as timed out.
             if reason != CloseReason::ConnectTimeout {
                 self.stats.add(Counter::TlsHandshakeErrors, 1);

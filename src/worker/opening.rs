@@ -71,6 +71,11 @@ impl Worker<'_> {
                 c.readable = true;
                 c.writable = true;
                 self.stats.add(Counter::TlsHandshakes, 1);
+                if c.dir != Direction::In {
+                    if let Some(w) = &mut self.dialer.handshakes {
+                        w.done();
+                    }
+                }
                 if self.shared.verbosity >= 2 {
                     if let Some(what) = c.transport.describe() {
                         diag!("TLS handshake done on {}: {what}", c.fd.as_raw_fd());

@@ -6,7 +6,7 @@
 
 use crate::proto::tcp;
 use crate::worker::conn::{self, CloseReason, Phase, Slab};
-use crate::worker::dialer::Dialer;
+use crate::worker::dialer::{Dialer, HandshakeWindow};
 use crate::worker::epoll::{Readiness, Ready};
 use crate::worker::inspect::Receiver;
 use crate::worker::latency;
@@ -43,6 +43,9 @@ pub fn run(region: &Region, plan: &WorkerPlan, shared: &Shared) -> i32 {
     let not_before = region.header().start_at_ns.load(Relaxed);
     let mut dialer = Dialer::new(plan, tcpkali_ipc::monotonic_ns().max(not_before));
     dialer.not_before = not_before;
+    if shared.tls.is_some() {
+        dialer.handshakes = Some(HandshakeWindow::new());
+    }
     let mut w = Worker {
         plan,
         shared,
