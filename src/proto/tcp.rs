@@ -394,23 +394,6 @@ pub fn send2(fd: RawFd, a: &[u8], b: &[u8]) -> io::Result<usize> {
     }
 }
 
-/// Gathering write of every slice in one system call, never raising SIGPIPE.
-#[inline]
-pub fn send_vectored(fd: RawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-    // SAFETY: a zeroed msghdr is well formed; IoSlice is ABI-compatible
-    // with iovec on Unix, and each one points to readable memory.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
-    msg.msg_iovlen = bufs.len().min(1024);
-    // SAFETY: msg points to valid iovecs of readable memory.
-    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
 /// `read` into `buf`.
 #[inline]
 pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {

@@ -1,9 +1,10 @@
-//! TLS (rustls, sync API) as a transport: the configuration a run builds
+//! TLS (rustls, unbuffered API) as a transport: the configuration a run builds
 //! once before forking, and the per-connection session the reactor drives
 //! on readiness (see [`session`] for the contract).
 
 pub mod config;
 pub mod error;
+mod pump;
 pub mod session;
 pub mod verify;
 

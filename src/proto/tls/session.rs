@@ -1,38 +1,100 @@
-//! One connection's TLS session over a non-blocking socket it does not own.
+//! One connection's TLS session over a non-blocking socket it does not own,
+//! on rustls's unbuffered API.
 //!
 //! The caller's event loop says when the socket is ready; each call here
-//! moves ciphertext between rustls and the socket until the socket says
-//! `EAGAIN` (so edge-triggered readiness stays correct) or the caller's
-//! request is met. Plaintext never gets an intermediate copy on our side:
-//! writes are encrypted straight from the caller's slice, reads are
-//! delivered into the caller's buffer. Ciphertext waiting for the socket is
-//! bounded by [`CIPHERTEXT_LIMIT`], so a peer that never reads costs a
-//! fixed amount of memory.
+//! moves ciphertext between the session and the socket until the socket
+//! says `EAGAIN` (so edge-triggered readiness stays correct) or the
+//! caller's request is met. The session holds no buffer of its own while
+//! idle: ciphertext is read into, and encrypted into, areas the worker
+//! process lends for the length of one call, records are decrypted where
+//! they landed and their plaintext is copied once, into the caller's
+//! buffer. Only what could not be handed on is kept: the start of a record
+//! still arriving, ciphertext the socket would not take (at most about
+//! [`CIPHERTEXT_LIMIT`], so a peer that never reads costs a fixed amount),
+//! and plaintext past the room a reader gave.
 
+use super::pump::{self, Goal, Held, Sink, Stop};
 use super::TlsError;
 use crate::proto::stream::{Close, Flush, Handshake, ReadOutcome, TransportError, WriteOutcome};
 use crate::proto::tcp;
+use rustls::client::UnbufferedClientConnection;
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
-use std::io::{self, Read, Write};
+use rustls::server::UnbufferedServerConnection;
+use rustls::{ClientConfig, CommonState, ServerConfig};
+use std::cell::RefCell;
+use std::io;
 use std::os::fd::RawFd;
 use std::sync::Arc;
+use std::thread::LocalKey;
 
-/// Most ciphertext a session holds for a socket that does not take it
-/// (plus the framing of the records in flight, a few dozen bytes each).
+/// Most plaintext encrypted in one go, and so about the most ciphertext a
+/// session holds for a socket that does not take it (plus the framing of
+/// its records, a few dozen bytes each).
 pub const CIPHERTEXT_LIMIT: usize = 64 * 1024;
 
-/// How many of the peer's first bytes are kept to name a non-TLS peer.
-const SNIFF_LEN: usize = 5;
+/// The most ciphertext [`TlsSession::read`] takes from the socket in one
+/// system call.
+pub const STAGE: usize = 64 * 1024;
+
+/// The most received ciphertext a session keeps between reads: a record,
+/// or in the handshake a handshake message (at most 64 KiB) in records.
+const INPUT_LIMIT: usize = 96 * 1024;
+
+/// Room for a chunk's ciphertext: the plaintext, its records' framing, and
+/// a handshake message rustls may put first (a key update).
+const SEALED_AREA: usize = CIPHERTEXT_LIMIT + 4096;
+
+const RECEIVED_AREA: usize = STAGE + INPUT_LIMIT;
+
+thread_local! {
+    /// Where a read's ciphertext lands and is decrypted. A worker is one
+    /// thread, and no call here nests, so one area serves all its sessions.
+    static RECEIVED: RefCell<Box<[u8]>> = RefCell::new(vec![0; RECEIVED_AREA].into_boxed_slice());
+    /// Where a write's plaintext is encrypted before the socket takes it.
+    static SEALED: RefCell<Box<[u8]>> = RefCell::new(vec![0; SEALED_AREA].into_boxed_slice());
+}
+
+/// Lends the worker's area to `f` (a fresh one, should calls ever nest).
+fn with_area<R>(
+    area: &'static LocalKey<RefCell<Box<[u8]>>>,
+    len: usize,
+    f: impl FnOnce(&mut [u8]) -> R,
+) -> R {
+    area.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut lent) => f(&mut lent),
+        Err(_) => f(&mut vec![0; len]),
+    })
+}
+
+/// The rustls connection of either side.
+enum Side {
+    Client(UnbufferedClientConnection),
+    Server(UnbufferedServerConnection),
+}
+
+/// Where a receiving pass ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Received {
+    /// The handshake is done (when that was asked for).
+    Ready,
+    /// The socket has nothing more.
+    Drained,
+    /// The reader's buffer is full.
+    Full,
+    /// The peer's close_notify arrived.
+    PeerClosed,
+    /// The peer's FIN arrived.
+    Eof,
+}
 
 /// A TLS client or server session driven by readiness.
 pub struct TlsSession {
-    conn: Connection,
-    /// The first bytes the peer sent (server side, while handshaking).
-    first: [u8; SNIFF_LEN],
-    first_len: usize,
+    side: Side,
+    held: Held,
     is_server: bool,
     sent_close_notify: bool,
+    /// How the peer ended, once a read has seen it.
+    ended: Option<Close>,
     /// A failure met after plaintext had been decrypted: the plaintext is
     /// delivered first, and the next read reports this.
     failed: Option<TransportError>,
@@ -41,8 +103,8 @@ pub struct TlsSession {
 impl std::fmt::Debug for TlsSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsSession")
-            .field("handshaking", &self.conn.is_handshaking())
-            .field("wants_write", &self.conn.wants_write())
+            .field("handshaking", &self.is_handshaking())
+            .field("wants_write", &self.wants_write())
             .finish()
     }
 }
@@ -50,43 +112,54 @@ impl std::fmt::Debug for TlsSession {
 impl TlsSession {
     /// A client session announcing (and, when verifying, checking) `name`.
     pub fn client(config: Arc<ClientConfig>, name: ServerName<'static>) -> Result<Self, TlsError> {
-        let conn =
-            ClientConnection::new(config, name).map_err(|e| TlsError::Setup(e.to_string()))?;
-        Ok(Self::wrap(conn.into(), false))
+        let conn = UnbufferedClientConnection::new(config, name)
+            .map_err(|e| TlsError::Setup(e.to_string()))?;
+        Ok(Self::wrap(Side::Client(conn), false))
     }
 
     /// A server session for an accepted connection.
     pub fn server(config: Arc<ServerConfig>) -> Result<Self, TlsError> {
-        let conn = ServerConnection::new(config).map_err(|e| TlsError::Setup(e.to_string()))?;
-        Ok(Self::wrap(conn.into(), true))
+        let conn =
+            UnbufferedServerConnection::new(config).map_err(|e| TlsError::Setup(e.to_string()))?;
+        Ok(Self::wrap(Side::Server(conn), true))
     }
 
-    fn wrap(mut conn: Connection, is_server: bool) -> Self {
-        conn.set_buffer_limit(Some(CIPHERTEXT_LIMIT));
+    fn wrap(side: Side, is_server: bool) -> Self {
         TlsSession {
-            conn,
-            first: [0; SNIFF_LEN],
-            first_len: 0,
+            side,
+            held: Held::default(),
             is_server,
             sent_close_notify: false,
+            ended: None,
             failed: None,
         }
+    }
+
+    fn common(&self) -> &CommonState {
+        match &self.side {
+            Side::Client(c) => c,
+            Side::Server(s) => s,
+        }
+    }
+
+    fn is_handshaking(&self) -> bool {
+        self.common().is_handshaking()
     }
 
     /// Ciphertext is waiting for the socket: keep write interest and call
     /// [`flush`](Self::flush) on the next writable edge.
     pub fn wants_write(&self) -> bool {
-        self.conn.wants_write()
+        self.held.wants_write()
     }
 
     /// The negotiated protocol version, once known.
     pub fn protocol_version(&self) -> Option<rustls::ProtocolVersion> {
-        self.conn.protocol_version()
+        self.common().protocol_version()
     }
 
     /// The negotiated cipher suite, once known.
     pub fn cipher_suite(&self) -> Option<rustls::CipherSuite> {
-        self.conn.negotiated_cipher_suite().map(|s| s.suite())
+        self.common().negotiated_cipher_suite().map(|s| s.suite())
     }
 
     /// Runs the handshake as far as the socket allows. Call it on every
@@ -94,46 +167,41 @@ impl TlsSession {
     /// after the socket said `EAGAIN`, and `NeedWrite` when the socket
     /// would not take our handshake messages. A peer that stalls is the
     /// caller's to time out (tcpkali's connect timeout covers the
-    /// handshake). After `Done`, application data may already be buffered:
+    /// handshake). After `Done`, application data may already be held:
     /// call [`read`](Self::read) without waiting for an edge.
     pub fn handshake(&mut self, fd: RawFd) -> Result<Handshake, TransportError> {
-        loop {
-            if self.flush(fd)? == Flush::Blocked {
-                return Ok(Handshake::NeedWrite);
+        if !self.held.send_output(fd)? {
+            return Ok(Handshake::NeedWrite);
+        }
+        if !self.is_handshaking() {
+            return Ok(Handshake::Done);
+        }
+        let mut sink = Sink {
+            out: &mut [],
+            filled: 0,
+        };
+        match self.receive(fd, &mut sink, true)? {
+            Received::Ready if self.held.send_output(fd)? => Ok(Handshake::Done),
+            Received::Ready => Ok(Handshake::NeedWrite),
+            Received::Drained | Received::Full if self.held.wants_write() => {
+                Ok(Handshake::NeedWrite)
             }
-            if !self.conn.is_handshaking() {
-                return Ok(Handshake::Done);
-            }
-            let sniff = self.is_server && self.first_len < SNIFF_LEN;
-            let mut io = FdIo::new(fd);
-            io.sniff = sniff;
-            let got = self.conn.read_tls(&mut io);
-            if sniff {
-                self.keep_first(&io);
-            }
-            match got {
-                Ok(0) => {
-                    // What the peer sent before it left may still name it.
-                    let named = TlsError::from_first_bytes(self.first());
-                    return Err(named.unwrap_or(TlsError::PeerClosedMidHandshake).into());
-                }
-                Ok(_) => self.process(fd)?,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Handshake::NeedRead),
-                Err(e) => return Err(self.read_error(&e)),
+            Received::Drained | Received::Full => Ok(Handshake::NeedRead),
+            Received::Eof | Received::PeerClosed => {
+                // What the peer sent before it left may still name it.
+                let named = TlsError::from_first_bytes(self.held.first());
+                Err(named.unwrap_or(TlsError::PeerClosedMidHandshake).into())
             }
         }
     }
 
-    /// Decrypts into `buf` as much as the socket
-    /// holds, up to `buf.len()`. Before the handshake is done it runs the
-    /// handshake and answers `WouldBlock` until it is. It may also send
-    /// (replies the protocol requires); when that blocks, [`wants_write`]
-    /// becomes true.
-    ///
-    /// [`wants_write`]: Self::wants_write
-    /// A failure (a reset, a bad record) never takes the plaintext that
-    /// came before it: that is delivered first, and the failure on the
-    /// next call.
+    /// Decrypts into `buf` as much as the socket holds, up to `buf.len()`.
+    /// Before the handshake is done it runs the handshake and answers
+    /// `WouldBlock` until it is. It may also send (replies the protocol
+    /// requires); when that blocks, [`wants_write`](Self::wants_write)
+    /// becomes true. A failure (a reset, a bad record) never takes the
+    /// plaintext that came before it: that is delivered first, and the
+    /// failure on the next call.
     pub fn read(&mut self, fd: RawFd, buf: &mut [u8]) -> Result<ReadOutcome, TransportError> {
         if buf.is_empty() {
             return Ok(ReadOutcome::Data {
@@ -144,378 +212,267 @@ impl TlsSession {
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
-        let mut filled = 0;
-        let got = if self.conn.is_handshaking() && self.handshake(fd)? != Handshake::Done {
-            Ok(ReadOutcome::WouldBlock)
-        } else if buf.len() >= 2 * STAGE {
-            self.read_staged(fd, buf, &mut filled)
-        } else {
-            self.read_direct(fd, buf, &mut filled)
+        if self.is_handshaking() && self.handshake(fd)? != Handshake::Done {
+            return Ok(ReadOutcome::WouldBlock);
+        }
+        let mut sink = Sink {
+            out: buf,
+            filled: 0,
         };
-        let Err(e) = got else {
-            return got;
-        };
-        // What was decrypted before the failure (this call's, and records
-        // rustls took before the bad one) is the peer's data all the same.
-        let mut end = None;
-        if let Ok(Some(how)) = self.take_plaintext(buf, &mut filled) {
-            end = Some(how);
+        self.held.give_plain(&mut sink);
+        if sink.room() == 0 {
+            return Ok(ReadOutcome::Data {
+                len: sink.filled,
+                drained: false,
+            });
         }
-        if filled == 0 {
-            return Err(e);
+        if self.held.peer_closed {
+            self.ended = Some(Close::Clean);
         }
-        if end.is_none() {
-            self.failed = Some(e);
+        if let Some(how) = self.ended {
+            return Ok(ended(sink.filled, how));
         }
-        Ok(ReadOutcome::Data {
-            len: filled,
-            drained: false,
-        })
-    }
-
-    /// `read` through rustls's own socket reads, into `buf[*filled..]`.
-    fn read_direct(
-        &mut self,
-        fd: RawFd,
-        buf: &mut [u8],
-        filled: &mut usize,
-    ) -> Result<ReadOutcome, TransportError> {
-        let mut drained = false;
-        loop {
-            match self.conn.reader().read(&mut buf[*filled..]) {
-                Ok(0) => {
-                    return Ok(Self::ended(*filled, Close::Clean));
-                }
-                Ok(n) => {
-                    *filled += n;
-                    if *filled == buf.len() {
-                        return Ok(ReadOutcome::Data {
-                            len: *filled,
-                            drained: false,
-                        });
-                    }
-                    continue;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Ok(Self::ended(*filled, Close::Truncated));
-                }
-                Err(e) => return Err(TlsError::Protocol(e.to_string()).into()),
-            }
-            if drained {
-                break;
-            }
-            let mut io = FdIo::new(fd);
-            let got = self.conn.read_tls(&mut io);
-            drained = io.drained;
-            match got {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(self.read_error(&e)),
-            }
-            self.process(fd)?;
-            if self.conn.wants_write() {
-                self.flush(fd)?;
-            }
-        }
-        Ok(if *filled > 0 {
-            ReadOutcome::Data {
-                len: *filled,
+        let got = self.receive(fd, &mut sink, false);
+        let filled = sink.filled;
+        Ok(match got {
+            Ok(Received::Drained) if filled > 0 => ReadOutcome::Data {
+                len: filled,
                 drained: true,
-            }
-        } else {
-            ReadOutcome::WouldBlock
-        })
-    }
-
-    /// `read` with a buffer large enough to lend its tail as a staging
-    /// area: the socket is read in one call of up to [`STAGE`] bytes
-    /// (rustls alone would take 4 KiB per call), which are then fed to the
-    /// session from memory, each record's plaintext landing in the front
-    /// of the buffer. No more ciphertext is read than there is room for
-    /// its plaintext, so everything read is consumed before returning.
-    fn read_staged(
-        &mut self,
-        fd: RawFd,
-        buf: &mut [u8],
-        filled: &mut usize,
-    ) -> Result<ReadOutcome, TransportError> {
-        let split = buf.len() - STAGE;
-        let (out, stage) = buf.split_at_mut(split);
-        if let Some(end) = self.take_plaintext(out, filled)? {
-            return Ok(Self::ended(*filled, end));
-        }
-        let mut drained = false;
-        loop {
-            // Room for the plaintext of what is read, and of a record whose
-            // start an earlier read left in the session.
-            let room = (out.len() - *filled).saturating_sub(RECORD).min(STAGE);
-            if room == 0 {
-                break;
-            }
-            let n = match tcp::recv(fd, &mut stage[..room]) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    drained = true;
-                    break;
-                }
-                Err(e) => return Err(TransportError::from_io(&e)),
-            };
-            let mut fed = &stage[..n];
-            loop {
-                // An empty slice tells the session the peer has finished.
-                match self.conn.read_tls(&mut fed) {
-                    Ok(0) if !fed.is_empty() => {
-                        return Err(TlsError::Protocol("records do not fit".into()).into())
-                    }
-                    Ok(_) => {}
-                    Err(e) => return Err(self.read_error(&e)),
-                }
-                self.process(fd)?;
-                if let Some(end) = self.take_plaintext(out, filled)? {
-                    return Ok(Self::ended(*filled, end));
-                }
-                if fed.is_empty() {
-                    break;
-                }
-            }
-            if self.conn.wants_write() {
-                self.flush(fd)?;
-            }
-            if n < room {
-                drained = true;
-                break;
-            }
-        }
-        Ok(if *filled > 0 {
-            ReadOutcome::Data {
-                len: *filled,
-                drained,
-            }
-        } else {
-            ReadOutcome::WouldBlock
-        })
-    }
-
-    /// Moves decrypted plaintext to `out[*filled..]`; `Some` when the peer
-    /// has finished (cleanly, or by dropping the connection).
-    fn take_plaintext(
-        &mut self,
-        out: &mut [u8],
-        filled: &mut usize,
-    ) -> Result<Option<Close>, TransportError> {
-        while *filled < out.len() {
-            match self.conn.reader().read(&mut out[*filled..]) {
-                Ok(0) => return Ok(Some(Close::Clean)),
-                Ok(n) => *filled += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Ok(Some(Close::Truncated))
-                }
-                Err(e) => return Err(TlsError::Protocol(e.to_string()).into()),
-            }
-        }
-        Ok(None)
-    }
-
-    /// What a read returns once the peer has finished: the bytes already
-    /// delivered first, the end on the next call.
-    fn ended(filled: usize, how: Close) -> ReadOutcome {
-        if filled > 0 {
-            ReadOutcome::Data {
+            },
+            Ok(Received::Drained) => ReadOutcome::WouldBlock,
+            Ok(Received::Full | Received::Ready) => ReadOutcome::Data {
                 len: filled,
                 drained: false,
+            },
+            Ok(Received::PeerClosed) => {
+                self.ended = Some(Close::Clean);
+                ended(filled, Close::Clean)
             }
-        } else {
-            ReadOutcome::Closed(how)
+            Ok(Received::Eof) => {
+                self.ended = Some(Close::Truncated);
+                ended(filled, Close::Truncated)
+            }
+            Err(e) if filled == 0 => return Err(e),
+            Err(e) => {
+                self.failed = Some(e);
+                ReadOutcome::Data {
+                    len: filled,
+                    drained: false,
+                }
+            }
+        })
+    }
+
+    /// Reads the socket into the worker's area behind the ciphertext held
+    /// from before, and lets the session handle every whole record there,
+    /// until the socket is drained, the reader is full, the peer has
+    /// finished, or (`until_ready`) the handshake is done. What is left of
+    /// a record still arriving is kept for the next call.
+    fn receive(
+        &mut self,
+        fd: RawFd,
+        sink: &mut Sink<'_>,
+        until_ready: bool,
+    ) -> Result<Received, TransportError> {
+        with_area(&RECEIVED, RECEIVED_AREA, |area| {
+            let mut used = self.held.input.len();
+            area[..used].copy_from_slice(&self.held.input);
+            let mut start = 0;
+            let got = self.receive_in(fd, area, &mut start, &mut used, sink, until_ready);
+            self.held.keep_input(&area[start..used]);
+            got
+        })
+    }
+
+    fn receive_in(
+        &mut self,
+        fd: RawFd,
+        area: &mut [u8],
+        start: &mut usize,
+        used: &mut usize,
+        sink: &mut Sink<'_>,
+        until_ready: bool,
+    ) -> Result<Received, TransportError> {
+        let mut drained = false;
+        loop {
+            let stop = self.pump(fd, &mut area[..*used], start, sink, &mut Goal::Read)?;
+            match stop {
+                Stop::PeerClosed => return Ok(Received::PeerClosed),
+                Stop::Full => return Ok(Received::Full),
+                Stop::Ready(_) if until_ready && !self.is_handshaking() => {
+                    return Ok(Received::Ready)
+                }
+                Stop::Ready(_) | Stop::NeedInput => {}
+            }
+            if drained {
+                return Ok(Received::Drained);
+            }
+            if *start > 0 {
+                // Only the start of a record is left: move it to the front.
+                area.copy_within(*start..*used, 0);
+                *used -= *start;
+                *start = 0;
+            }
+            if *used > INPUT_LIMIT {
+                return Err(TlsError::Protocol("records do not fit".into()).into());
+            }
+            let want = pump::read_size(sink.room(), *used, STAGE, area.len() - *used);
+            let n = match tcp::recv(fd, &mut area[*used..*used + want]) {
+                Ok(0) => return Ok(Received::Eof),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Received::Drained),
+                Err(e) => return Err(TransportError::from_io(&e)),
+            };
+            if self.is_server && self.held.sniffing() {
+                self.held.sniff(&area[*used..*used + n]);
+            }
+            *used += n;
+            drained = n < want;
         }
+    }
+
+    /// One pass of the session over `incoming` for `goal` (see
+    /// [`pump::pump`]).
+    fn pump(
+        &mut self,
+        fd: RawFd,
+        incoming: &mut [u8],
+        start: &mut usize,
+        sink: &mut Sink<'_>,
+        goal: &mut Goal<'_>,
+    ) -> Result<Stop, TransportError> {
+        match &mut self.side {
+            Side::Client(c) => pump::pump(c, &mut self.held, fd, incoming, start, sink, goal),
+            Side::Server(s) => pump::pump(s, &mut self.held, fd, incoming, start, sink, goal),
+        }
+    }
+
+    /// A pass for a goal other than reading, over the ciphertext held from
+    /// earlier reads; plaintext it decrypts waits for the next read.
+    fn pass(&mut self, fd: RawFd, goal: &mut Goal<'_>) -> Result<Stop, TransportError> {
+        let mut input = std::mem::take(&mut self.held.input);
+        let mut start = 0;
+        let mut sink = Sink {
+            out: &mut [],
+            filled: 0,
+        };
+        let got = self.pump(fd, &mut input, &mut start, &mut sink, goal);
+        self.held.keep_input(&input[start..]);
+        got
     }
 
     /// Encrypts from the front of `data` and sends, until `data` is taken or
-    /// the socket is full and [`CIPHERTEXT_LIMIT`] bytes are waiting. Before
-    /// the handshake is done it runs the handshake and accepts nothing.
+    /// the socket is full; then the ciphertext it did not take (at most
+    /// about [`CIPHERTEXT_LIMIT`]) waits for the writable edge. Before the
+    /// handshake is done it runs the handshake and accepts nothing.
     pub fn write(&mut self, fd: RawFd, data: &[u8]) -> Result<WriteOutcome, TransportError> {
-        if self.conn.is_handshaking() && self.handshake(fd)? != Handshake::Done {
-            return Ok(WriteOutcome {
-                accepted: 0,
-                blocked: true,
-            });
+        let blocked = WriteOutcome {
+            accepted: 0,
+            blocked: true,
+        };
+        if self.is_handshaking() && self.handshake(fd)? != Handshake::Done {
+            return Ok(blocked);
+        }
+        if !self.held.send_output(fd)? {
+            return Ok(blocked);
         }
         let mut accepted = 0;
-        loop {
-            let blocked = self.flush(fd)? == Flush::Blocked;
-            if accepted == data.len() {
-                return Ok(WriteOutcome { accepted, blocked });
-            }
-            let n = self
-                .conn
-                .writer()
-                .write(&data[accepted..])
-                .map_err(|e| TransportError::from_io(&e))?;
-            accepted += n;
-            if blocked || n == 0 {
-                // The socket just refused more; what was queued waits for
-                // the writable edge.
+        while accepted < data.len() {
+            let take = (data.len() - accepted).min(CIPHERTEXT_LIMIT);
+            let plain = &data[accepted..accepted + take];
+            let all_sent = with_area(&SEALED, SEALED_AREA, |out| {
+                self.seal_and_send(fd, plain, out)
+            })?;
+            accepted += take;
+            if !all_sent {
                 return Ok(WriteOutcome {
                     accepted,
                     blocked: true,
                 });
             }
         }
+        Ok(WriteOutcome {
+            accepted,
+            blocked: false,
+        })
+    }
+
+    /// Encrypts `plain` into `out` and sends it; `false` when the socket
+    /// left some of it waiting.
+    fn seal_and_send(
+        &mut self,
+        fd: RawFd,
+        plain: &[u8],
+        out: &mut [u8],
+    ) -> Result<bool, TransportError> {
+        let mut goal = Goal::Encrypt { plain, out };
+        let stop = self.pass(fd, &mut goal)?;
+        let Goal::Encrypt { out, .. } = goal else {
+            unreachable!("an encrypting pass keeps its goal")
+        };
+        let Stop::Ready(n) = stop else {
+            return Err(TlsError::Protocol("not ready to send".into()).into());
+        };
+        let sealed = &out[..n];
+        if self.held.wants_write() {
+            // Something the pass queued (a key update) goes first.
+            self.held.queue_output(sealed);
+            return self.held.send_output(fd);
+        }
+        let sent = pump::send_some(fd, sealed)?;
+        if sent < n {
+            self.held.queue_output(&sealed[sent..]);
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     /// Asks the peer to roll its TLS 1.3 traffic keys, as a peer may ask
     /// us at any time.
     #[cfg(test)]
-    pub fn request_key_update(&mut self) -> Result<(), rustls::Error> {
-        self.conn.refresh_traffic_keys()
+    pub fn request_key_update(&mut self, fd: RawFd) -> Result<(), TransportError> {
+        self.pass(fd, &mut Goal::KeyUpdate).map(|_| ())
     }
 
     /// Sends the ciphertext waiting for the socket.
     pub fn flush(&mut self, fd: RawFd) -> Result<Flush, TransportError> {
-        while self.conn.wants_write() {
-            let mut io = FdIo::new(fd);
-            match self.conn.write_tls(&mut io) {
-                Ok(0) => return Ok(Flush::Blocked),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
-                Err(e) => return Err(TransportError::from_io(&e)),
-            }
-        }
-        Ok(Flush::Done)
+        Ok(if self.held.send_output(fd)? {
+            Flush::Done
+        } else {
+            Flush::Blocked
+        })
     }
 
     /// Queues a close_notify alert (once) and flushes it with everything
-    /// before it. The caller shuts the socket down once this is `Done`.
+    /// before it. The caller shuts the socket down once this is `Done`. A
+    /// session still handshaking has no alert to send: its end is the FIN.
     pub fn close_notify(&mut self, fd: RawFd) -> Result<Flush, TransportError> {
         if !self.sent_close_notify {
             self.sent_close_notify = true;
-            self.conn.send_close_notify();
+            if !self.is_handshaking() {
+                self.pass(fd, &mut Goal::CloseNotify)?;
+            }
         }
         self.flush(fd)
     }
 
-    /// Ciphertext held for the socket, in bytes. Processes any records
-    /// already received, so it is meant for checks, not the hot path.
+    /// Ciphertext held for the socket, in bytes.
     #[cfg(test)]
     pub fn buffered_ciphertext(&mut self) -> usize {
-        self.conn
-            .process_new_packets()
-            .map_or(0, |state| state.tls_bytes_to_write())
-    }
-
-    /// Lets rustls handle what `read_tls` brought; on failure, sends the
-    /// alert rustls queued (best effort) and names the failure.
-    fn process(&mut self, fd: RawFd) -> Result<(), TransportError> {
-        match self.conn.process_new_packets() {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let named = TlsError::from_rustls(&e, self.first());
-                let _ = self.flush(fd);
-                Err(named.into())
-            }
-        }
-    }
-
-    /// `read_tls` failures: socket errors, or a record too large to buffer.
-    fn read_error(&self, e: &io::Error) -> TransportError {
-        match e.raw_os_error() {
-            Some(errno) => TransportError::Io(errno),
-            None => TlsError::from_first_bytes(self.first())
-                .unwrap_or_else(|| TlsError::Protocol(e.to_string()))
-                .into(),
-        }
-    }
-
-    fn keep_first(&mut self, io: &FdIo) {
-        let take = (SNIFF_LEN - self.first_len).min(io.first_len);
-        self.first[self.first_len..self.first_len + take].copy_from_slice(&io.first[..take]);
-        self.first_len += take;
-    }
-
-    fn first(&self) -> &[u8] {
-        &self.first[..self.first_len]
+        self.held.output_len()
     }
 }
 
-/// The most ciphertext [`TlsSession::read`] takes from the socket in one
-/// call when the caller's buffer lends room to stage it.
-pub const STAGE: usize = 64 * 1024;
-
-/// The largest plaintext one record can carry, with room to spare.
-const RECORD: usize = 16 * 1024 + 256;
-
-/// The socket as rustls sees it: reads and writes that never block, never
-/// raise SIGPIPE, retry EINTR, and note when the socket ran dry.
-struct FdIo {
-    fd: RawFd,
-    /// The socket had no more to read (short read, EOF or EAGAIN).
-    drained: bool,
-    /// Keep the start of the first read, for naming a non-TLS peer.
-    sniff: bool,
-    first: [u8; SNIFF_LEN],
-    first_len: usize,
-}
-
-impl FdIo {
-    fn new(fd: RawFd) -> Self {
-        FdIo {
-            fd,
+/// What a read returns once the peer has finished: the bytes already
+/// delivered first, the end on the next call.
+fn ended(filled: usize, how: Close) -> ReadOutcome {
+    if filled > 0 {
+        ReadOutcome::Data {
+            len: filled,
             drained: false,
-            sniff: false,
-            first: [0; SNIFF_LEN],
-            first_len: 0,
         }
-    }
-}
-
-impl Read for FdIo {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match tcp::recv(self.fd, buf) {
-                Ok(n) => {
-                    if n < buf.len() {
-                        self.drained = true;
-                    }
-                    if self.sniff && self.first_len == 0 {
-                        self.first_len = n.min(SNIFF_LEN);
-                        self.first[..self.first_len].copy_from_slice(&buf[..self.first_len]);
-                    }
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    if e.kind() == io::ErrorKind::WouldBlock {
-                        self.drained = true;
-                    }
-                    return Err(e);
-                }
-            }
-        }
-    }
-}
-
-impl Write for FdIo {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        loop {
-            match tcp::send(self.fd, buf) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => return other,
-            }
-        }
-    }
-
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        loop {
-            match tcp::send_vectored(self.fd, bufs) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => return other,
-            }
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+    } else {
+        ReadOutcome::Closed(how)
     }
 }

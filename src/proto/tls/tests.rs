@@ -261,7 +261,7 @@ fn a_key_update_mid_stream_keeps_both_directions_working() {
     let Transport::Tls(session) = &mut client else {
         unreachable!()
     };
-    session.request_key_update().expect("key update");
+    session.request_key_update(cfd).expect("key update");
     client.write(cfd, b"new keys").expect("write");
     let mut buf = [0u8; 64];
     let start = Instant::now();
