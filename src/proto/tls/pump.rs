@@ -47,18 +47,11 @@ impl Records for UnbufferedServerConnection {
     }
 }
 
-/// What a session keeps between calls: only what could not be handed on.
+/// What a session keeps between calls: only what could not be handed on,
+/// in one allocation that exists only while something is kept.
 #[derive(Default)]
 pub struct Held {
-    /// Received ciphertext short of a whole record (in the handshake, of a
-    /// whole handshake message).
-    pub input: Vec<u8>,
-    /// Ciphertext the socket has not taken, from `output_at` on.
-    output: Vec<u8>,
-    output_at: usize,
-    /// Plaintext decrypted past the room a reader gave, from `plain_at` on.
-    plain: Vec<u8>,
-    plain_at: usize,
+    kept: Option<Box<Kept>>,
     /// The peer's close_notify has arrived.
     pub peer_closed: bool,
     /// The session failed: rustls is not asked anything again.
@@ -68,62 +61,140 @@ pub struct Held {
     first_len: u8,
 }
 
+/// The buffers of [`Held`]; each is empty while idle.
+#[derive(Default)]
+struct Kept {
+    /// Received ciphertext short of a whole record (in the handshake, of a
+    /// whole handshake message).
+    input: Vec<u8>,
+    /// Ciphertext the socket has not taken, from `output_at` on.
+    output: Vec<u8>,
+    output_at: usize,
+    /// Plaintext decrypted past the room a reader gave, from `plain_at` on.
+    plain: Vec<u8>,
+    plain_at: usize,
+    /// A failure met after plaintext was decrypted, for the next read.
+    failed: Option<TransportError>,
+}
+
+impl Kept {
+    fn is_empty(&self) -> bool {
+        self.input.is_empty()
+            && self.output_at == self.output.len()
+            && self.plain_at == self.plain.len()
+            && self.failed.is_none()
+    }
+}
+
 impl Held {
+    fn kept(&mut self) -> &mut Kept {
+        self.kept.get_or_insert_with(Box::default)
+    }
+
+    /// Lets the buffers go once nothing is kept in them.
+    fn release_if_empty(&mut self) {
+        if self.kept.as_ref().is_some_and(|k| k.is_empty()) {
+            self.kept = None;
+        }
+    }
+
     /// Ciphertext is waiting for the socket.
     pub fn wants_write(&self) -> bool {
-        self.output_at < self.output.len()
+        self.kept
+            .as_ref()
+            .is_some_and(|k| k.output_at < k.output.len())
     }
 
     /// Ciphertext held for the socket, in bytes.
     #[cfg(test)]
     pub fn output_len(&self) -> usize {
-        self.output.len() - self.output_at
+        self.kept
+            .as_ref()
+            .map_or(0, |k| k.output.len() - k.output_at)
     }
 
     /// Queues ciphertext behind what is already waiting.
     pub fn queue_output(&mut self, bytes: &[u8]) {
-        self.output.extend_from_slice(bytes);
+        self.kept().output.extend_from_slice(bytes);
     }
 
     /// Sends the waiting ciphertext; `false` when the socket would not take
-    /// all of it. The buffer is released once it is sent.
+    /// all of it.
     pub fn send_output(&mut self, fd: RawFd) -> Result<bool, TransportError> {
-        while self.wants_write() {
-            let n = send_some(fd, &self.output[self.output_at..])?;
+        let Some(kept) = self.kept.as_mut() else {
+            return Ok(true);
+        };
+        while kept.output_at < kept.output.len() {
+            let n = send_some(fd, &kept.output[kept.output_at..])?;
             if n == 0 {
                 return Ok(false);
             }
-            self.output_at += n;
+            kept.output_at += n;
         }
-        self.output = Vec::new();
-        self.output_at = 0;
+        kept.output = Vec::new();
+        kept.output_at = 0;
+        self.release_if_empty();
         Ok(true)
     }
 
     /// Moves plaintext kept from an earlier read to `sink`.
     pub fn give_plain(&mut self, sink: &mut Sink<'_>) {
-        let n = sink.put(&self.plain[self.plain_at..]);
-        self.plain_at += n;
-        if self.plain_at == self.plain.len() {
-            self.plain = Vec::new();
-            self.plain_at = 0;
+        let Some(kept) = self.kept.as_mut() else {
+            return;
+        };
+        let n = sink.put(&kept.plain[kept.plain_at..]);
+        kept.plain_at += n;
+        if kept.plain_at == kept.plain.len() {
+            kept.plain = Vec::new();
+            kept.plain_at = 0;
+            self.release_if_empty();
         }
     }
 
     /// Plaintext kept from an earlier read is waiting.
     pub fn has_plain(&self) -> bool {
-        self.plain_at < self.plain.len()
+        self.kept
+            .as_ref()
+            .is_some_and(|k| k.plain_at < k.plain.len())
     }
 
-    /// Keeps `rest` as the start of the next read's ciphertext, releasing
-    /// the buffer when nothing is left over.
+    /// Received ciphertext kept from an earlier call.
+    pub fn input(&self) -> &[u8] {
+        self.kept.as_ref().map_or(&[], |k| &k.input)
+    }
+
+    /// Takes the kept ciphertext out (to lend it to a pass).
+    pub fn take_input(&mut self) -> Vec<u8> {
+        self.kept
+            .as_mut()
+            .map(|k| std::mem::take(&mut k.input))
+            .unwrap_or_default()
+    }
+
+    /// Keeps `rest` as the start of the next read's ciphertext.
     pub fn keep_input(&mut self, rest: &[u8]) {
         if rest.is_empty() {
-            self.input = Vec::new();
+            if let Some(kept) = self.kept.as_mut() {
+                kept.input = Vec::new();
+            }
+            self.release_if_empty();
         } else {
-            self.input.clear();
-            self.input.extend_from_slice(rest);
+            let input = &mut self.kept().input;
+            input.clear();
+            input.extend_from_slice(rest);
         }
+    }
+
+    /// Keeps a failure for the next read.
+    pub fn keep_failure(&mut self, e: TransportError) {
+        self.kept().failed = Some(e);
+    }
+
+    /// The failure kept for this read, if any.
+    pub fn take_failure(&mut self) -> Option<TransportError> {
+        let failed = self.kept.as_mut()?.failed.take();
+        self.release_if_empty();
+        failed
     }
 
     /// Notes the start of what the peer sent, until [`SNIFF_LEN`] bytes.
@@ -151,7 +222,9 @@ impl Held {
 
     /// Plaintext past the reader's room waits here, in order.
     fn spill(&mut self, rest: &[u8]) {
-        self.plain.extend_from_slice(rest);
+        if !rest.is_empty() {
+            self.kept().plain.extend_from_slice(rest);
+        }
     }
 }
 
@@ -338,20 +411,21 @@ fn pump_records<C: Records>(
 
 /// Puts a handshake record (or an alert) behind the waiting ciphertext.
 fn encode(held: &mut Held, mut encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>) {
-    let at = held.output.len();
+    let output = &mut held.kept().output;
+    let at = output.len();
     let mut need = 4096;
     loop {
-        held.output.resize(at + need, 0);
-        match encode(&mut held.output[at..]) {
+        output.resize(at + need, 0);
+        match encode(&mut output[at..]) {
             Ok(n) => {
-                held.output.truncate(at + n);
+                output.truncate(at + n);
                 return;
             }
             Err(EncodeError::InsufficientSize(e)) if e.required_size > need => {
                 need = e.required_size;
             }
             Err(_) => {
-                held.output.truncate(at);
+                output.truncate(at);
                 return;
             }
         }
@@ -427,7 +501,7 @@ mod tests {
         assert_eq!(sink.filled, 2);
         assert_eq!(&out[..2], b"ef");
         assert!(!held.has_plain());
-        assert_eq!(held.plain.capacity(), 0);
+        assert!(held.kept.is_none(), "nothing kept, nothing allocated");
     }
 
     #[test]

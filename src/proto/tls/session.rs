@@ -95,9 +95,6 @@ pub struct TlsSession {
     sent_close_notify: bool,
     /// How the peer ended, once a read has seen it.
     ended: Option<Close>,
-    /// A failure met after plaintext had been decrypted: the plaintext is
-    /// delivered first, and the next read reports this.
-    failed: Option<TransportError>,
 }
 
 impl std::fmt::Debug for TlsSession {
@@ -131,7 +128,6 @@ impl TlsSession {
             is_server,
             sent_close_notify: false,
             ended: None,
-            failed: None,
         }
     }
 
@@ -209,7 +205,7 @@ impl TlsSession {
                 drained: false,
             });
         }
-        if let Some(e) = self.failed.take() {
+        if let Some(e) = self.held.take_failure() {
             return Err(e);
         }
         if self.is_handshaking() && self.handshake(fd)? != Handshake::Done {
@@ -254,7 +250,8 @@ impl TlsSession {
             }
             Err(e) if filled == 0 => return Err(e),
             Err(e) => {
-                self.failed = Some(e);
+                // The plaintext first, the failure on the next read.
+                self.held.keep_failure(e);
                 ReadOutcome::Data {
                     len: filled,
                     drained: false,
@@ -275,8 +272,12 @@ impl TlsSession {
         until_ready: bool,
     ) -> Result<Received, TransportError> {
         with_area(&RECEIVED, RECEIVED_AREA, |area| {
-            let mut used = self.held.input.len();
-            area[..used].copy_from_slice(&self.held.input);
+            let kept = self.held.input();
+            let mut used = kept.len();
+            let Some(front) = area.get_mut(..used) else {
+                return Err(TlsError::Protocol("records do not fit".into()).into());
+            };
+            front.copy_from_slice(kept);
             let mut start = 0;
             let got = self.receive_in(fd, area, &mut start, &mut used, sink, until_ready);
             self.held.keep_input(&area[start..used]);
@@ -351,7 +352,7 @@ impl TlsSession {
     /// A pass for a goal other than reading, over the ciphertext held from
     /// earlier reads; plaintext it decrypts waits for the next read.
     fn pass(&mut self, fd: RawFd, goal: &mut Goal<'_>) -> Result<Stop, TransportError> {
-        let mut input = std::mem::take(&mut self.held.input);
+        let mut input = self.held.take_input();
         let mut start = 0;
         let mut sink = Sink {
             out: &mut [],
