@@ -462,23 +462,6 @@ fn a_connect_rate_past_the_handshake_rate_still_ramps_without_a_storm_of_timeout
     );
 }
 
-/// The proportional set size of a process and all its descendants, bytes.
-fn tree_pss(pid: i32) -> u64 {
-    let mut total = 0;
-    let mut todo = vec![pid];
-    while let Some(p) = todo.pop() {
-        let rollup = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).unwrap_or_default();
-        total += rollup
-            .lines()
-            .find_map(|l| l.strip_prefix("Pss:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .unwrap_or(0)
-            * 1024;
-        todo.extend(common::children_of(p));
-    }
-    total
-}
-
 /// Pss of an idle self-loop of `conns` connections (plain or TLS), once
 /// every connection is up and has settled.
 fn idle_self_loop_pss(conns: u32, ssl: bool) -> u64 {
@@ -509,7 +492,7 @@ fn idle_self_loop_pss(conns: u32, ssl: bool) -> u64 {
     let pss = (0..3)
         .map(|_| {
             std::thread::sleep(Duration::from_millis(100));
-            tree_pss(running.pid())
+            common::tree_pss(running.pid())
         })
         .max()
         .unwrap_or(0);

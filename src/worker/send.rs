@@ -15,7 +15,7 @@ use crate::proto::transport::Transport;
 use crate::worker::conn::{ptr_token, CloseReason, Direction, Phase, SendPos, Sending};
 use crate::worker::dump::{self, DUMP_OUT};
 use crate::worker::latency::{self, MAX_OUTSTANDING};
-use crate::worker::pace::phased_schedule;
+use crate::worker::pace::{phased_schedule, Rate};
 use crate::worker::plan::Marker;
 use crate::worker::state::{Worker, IO_BUDGET};
 use crate::worker::timers::{ns, TimerKind};
@@ -26,8 +26,13 @@ use tcpkali_ipc::{Counter, Fault, HistKind};
 /// Repeated data a connection renders for itself is cycled in at least
 /// this many bytes (kept small: every such connection holds its own).
 const OWN_CYCLE: usize = 4096;
-/// Per-message content is rendered in batches of at least this many bytes.
+/// Per-message content is rendered in batches of at least this many bytes
+/// when sends are not paced.
 const GENERATED_BATCH: usize = 16 * 1024;
+/// A paced connection renders what its schedule sends in this long (at
+/// least one message, at most a batch): rendered far ahead, a million
+/// connections at one message a second would each hold minutes of them.
+const RENDER_AHEAD_S: f64 = 0.1;
 
 /// What `write_from` needs to know about the connection it writes (its
 /// transport is taken out of the connection meanwhile).
@@ -389,7 +394,11 @@ impl Worker<'_> {
             rng: &mut self.rng,
             client_side: w.client_side,
         };
-        g.refill(GENERATED_BATCH, |buf, markers| {
+        let ahead = match &self.sender.rate {
+            Some(rate) => render_ahead(rate),
+            None => GENERATED_BATCH,
+        };
+        g.refill(ahead, |buf, markers| {
             content.render_message(&mut ctx, buf, markers)
         });
         w.pos.cycle_off = 0;
@@ -442,7 +451,39 @@ impl Worker<'_> {
     }
 }
 
+/// Bytes of messages a connection paced at `rate` renders at a time.
+fn render_ahead(rate: &Rate) -> usize {
+    let bytes = rate.per_second() * RENDER_AHEAD_S * rate.unit_bytes as f64;
+    if bytes.is_finite() {
+        (bytes as usize).min(GENERATED_BATCH)
+    } else {
+        GENERATED_BATCH
+    }
+}
+
 /// A write's outcome, its failure mapped to why the connection ends.
 fn written(r: Result<WriteOutcome, TransportError>) -> Result<WriteOutcome, CloseReason> {
     r.map_err(|e| CloseReason::from_transport(e, false))
+}
+
+#[cfg(test)]
+mod render_ahead_tests {
+    use super::*;
+
+    #[test]
+    fn a_slow_paced_connection_renders_one_message_at_a_time() {
+        assert_eq!(render_ahead(&Rate::messages(1.0, 20)), 2);
+        assert_eq!(render_ahead(&Rate::messages(1000.0, 20)), 2000);
+    }
+
+    #[test]
+    fn a_fast_or_byte_paced_connection_renders_at_most_a_batch() {
+        assert_eq!(render_ahead(&Rate::messages(1e6, 20)), GENERATED_BATCH);
+        assert_eq!(render_ahead(&Rate::bytes(1e9)), GENERATED_BATCH);
+    }
+
+    #[test]
+    fn a_stopped_connection_renders_a_single_message() {
+        assert_eq!(render_ahead(&Rate::messages(0.0, 20)), 0);
+    }
 }

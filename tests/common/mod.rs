@@ -600,6 +600,23 @@ pub fn children_of(pid: i32) -> Vec<i32> {
     kids
 }
 
+/// The proportional set size of a process and all its descendants, bytes.
+pub fn tree_pss(pid: i32) -> u64 {
+    let mut total = 0;
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let rollup = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).unwrap_or_default();
+        total += rollup
+            .lines()
+            .find_map(|l| l.strip_prefix("Pss:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024;
+        todo.extend(children_of(p));
+    }
+    total
+}
+
 /// /proc/PID/comm without the newline.
 pub fn comm_of(pid: i32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
