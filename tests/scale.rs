@@ -414,50 +414,14 @@ fn a_run_larger_than_the_conntrack_table_is_warned_at_start() {
     assert!(listener.accept().is_err(), "a connection was opened");
 }
 
-/// Pss of a self-loop of `conns` connections paced at one message a second
-/// (`message` after `-em`), once all are up.
-fn paced_self_loop_pss(conns: u32, message: &str) -> u64 {
-    let port = common::free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let count = conns.to_string();
-    let mut running = Running::start(&[
-        "-w",
-        "2",
-        "-l",
-        &listen,
-        "-c",
-        &count,
-        "--connect-rate",
-        "5k",
-        "-r",
-        "1",
-        "-em",
-        message,
-        &listen,
-        "-T",
-        "30s",
-    ]);
-    let up = running.wait_for_stderr(
-        &format!("Ramped up to {conns} connections."),
-        Duration::from_secs(25),
-    );
-    std::thread::sleep(Duration::from_millis(1500));
-    let pss = common::tree_pss(running.pid());
-    running.signal(Signal::SIGINT);
-    let done = running.finish(Duration::from_secs(20));
-    assert!(up, "never ramped up\n{}", done.describe());
-    assert_eq!(done.code(), Some(0), "{}", done.describe());
-    pss
-}
-
 /// A connection whose messages carry a latency stamp renders its messages
 /// itself; paced at one a second it renders one at a time, not a 16 KiB
 /// batch (which cost 37 KB per connection, minutes of messages ahead).
 #[test]
 fn slow_paced_stamped_messages_are_rendered_one_at_a_time() {
     let conns = 2000;
-    let stamped = paced_self_loop_pss(conns, "x\\{message.marker}");
-    let fixed = paced_self_loop_pss(conns, "x");
+    let stamped = common::self_loop_pss(conns, "5k", &["-r", "1", "-em", "x\\{message.marker}"]);
+    let fixed = common::self_loop_pss(conns, "5k", &["-r", "1", "-em", "x"]);
     let per_conn = (stamped as f64 - fixed as f64) / f64::from(conns);
     eprintln!("stamped messages cost {per_conn:.0} B per connection over a fixed one");
     assert!(per_conn < 4096.0, "{per_conn:.0} B per connection");

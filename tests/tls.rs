@@ -462,47 +462,6 @@ fn a_connect_rate_past_the_handshake_rate_still_ramps_without_a_storm_of_timeout
     );
 }
 
-/// Pss of an idle self-loop of `conns` connections (plain or TLS), once
-/// every connection is up and has settled.
-fn idle_self_loop_pss(conns: u32, ssl: bool) -> u64 {
-    let port = common::free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let count = conns.to_string();
-    let mut args = vec![
-        "-w",
-        "2",
-        "-l",
-        &listen,
-        "-c",
-        &count,
-        "--connect-rate",
-        "2k",
-        &listen,
-        "-T",
-        "60s",
-    ];
-    if ssl {
-        args.push("--ssl");
-    }
-    let mut running = Running::start(&args);
-    let ramped = format!("Ramped up to {conns} connections.");
-    let up = running.wait_for_stderr(&ramped, Duration::from_secs(50));
-    // Let the last handshakes' leftovers go before sampling.
-    std::thread::sleep(Duration::from_millis(500));
-    let pss = (0..3)
-        .map(|_| {
-            std::thread::sleep(Duration::from_millis(100));
-            common::tree_pss(running.pid())
-        })
-        .max()
-        .unwrap_or(0);
-    running.signal(nix::sys::signal::Signal::SIGINT);
-    let done = running.finish(Duration::from_secs(20));
-    assert!(up, "never ramped up\n{}", done.describe());
-    assert_eq!(done.code(), Some(0), "{}", done.describe());
-    pss
-}
-
 /// An idle TLS session holds no buffer: what each costs over a plain
 /// connection's socket end is rustls's own state (the connection, two
 /// AES-GCM key schedules, the handshake deframer's span list, the peer's
@@ -512,8 +471,9 @@ fn idle_self_loop_pss(conns: u32, ssl: bool) -> u64 {
 #[test]
 fn an_idle_tls_session_costs_under_4_kb_over_plain() {
     let (small, large) = (200u32, 2000u32);
-    let tls = idle_self_loop_pss(large, true) as f64 - idle_self_loop_pss(small, true) as f64;
-    let plain = idle_self_loop_pss(large, false) as f64 - idle_self_loop_pss(small, false) as f64;
+    let pss = |conns, extra: &[&str]| common::self_loop_pss(conns, "2k", extra) as f64;
+    let tls = pss(large, &["--ssl"]) - pss(small, &["--ssl"]);
+    let plain = pss(large, &[]) - pss(small, &[]);
     let sessions = 2.0 * f64::from(large - small);
     let per_session = (tls - plain) / sessions;
     eprintln!(

@@ -617,6 +617,47 @@ pub fn tree_pss(pid: i32) -> u64 {
     total
 }
 
+/// Pss of a two-worker self-loop of `conns` connections ramped at
+/// `connect_rate` (`extra`: more options, say `--ssl` or a pace), sampled
+/// three times once every connection is up and has settled, the highest
+/// kept. The run is then interrupted and must end cleanly.
+pub fn self_loop_pss(conns: u32, connect_rate: &str, extra: &[&str]) -> u64 {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let count = conns.to_string();
+    let mut args = vec![
+        "-w",
+        "2",
+        "-l",
+        &listen,
+        "-c",
+        &count,
+        "--connect-rate",
+        connect_rate,
+        &listen,
+        "-T",
+        "60s",
+    ];
+    args.extend_from_slice(extra);
+    let mut running = Running::start(&args);
+    let ramped = format!("Ramped up to {conns} connections.");
+    let up = running.wait_for_stderr(&ramped, Duration::from_secs(50));
+    // Let the ramp's leftovers (the last handshakes, first messages) go.
+    thread::sleep(Duration::from_millis(1500));
+    let pss = (0..3)
+        .map(|_| {
+            thread::sleep(Duration::from_millis(100));
+            tree_pss(running.pid())
+        })
+        .max()
+        .unwrap_or(0);
+    running.signal(Signal::SIGINT);
+    let done = running.finish(Duration::from_secs(20));
+    assert!(up, "never ramped up\n{}", done.describe());
+    assert_eq!(done.code(), Some(0), "{}", done.describe());
+    pss
+}
+
 /// /proc/PID/comm without the newline.
 pub fn comm_of(pid: i32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
