@@ -600,15 +600,19 @@ pub fn children_of(pid: i32) -> Vec<i32> {
     kids
 }
 
-/// The proportional set size of a process and all its descendants, bytes.
-pub fn tree_pss(pid: i32) -> u64 {
+/// The proportional set size of the anonymous memory (heap, stacks) of a
+/// process and all its descendants, bytes. File pages are left out: the
+/// binary's code is shared with whatever other runs of it exist at the
+/// moment (tests of one file run side by side), so their share of it
+/// moves by megabytes from one sample to the next.
+pub fn tree_anon_pss(pid: i32) -> u64 {
     let mut total = 0;
     let mut todo = vec![pid];
     while let Some(p) = todo.pop() {
         let rollup = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).unwrap_or_default();
         total += rollup
             .lines()
-            .find_map(|l| l.strip_prefix("Pss:"))
+            .find_map(|l| l.strip_prefix("Pss_Anon:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .unwrap_or(0)
             * 1024;
@@ -617,7 +621,7 @@ pub fn tree_pss(pid: i32) -> u64 {
     total
 }
 
-/// Pss of a two-worker self-loop of `conns` connections ramped at
+/// Anonymous Pss ([`tree_anon_pss`]) of a two-worker self-loop of `conns` connections ramped at
 /// `connect_rate` (`extra`: more options, say `--ssl` or a pace), sampled
 /// three times once every connection is up and has settled, the highest
 /// kept. The run is then interrupted and must end cleanly.
@@ -647,7 +651,7 @@ pub fn self_loop_pss(conns: u32, connect_rate: &str, extra: &[&str]) -> u64 {
     let pss = (0..3)
         .map(|_| {
             thread::sleep(Duration::from_millis(100));
-            tree_pss(running.pid())
+            tree_anon_pss(running.pid())
         })
         .max()
         .unwrap_or(0);
