@@ -23,7 +23,9 @@ pub enum ReadOutcome {
     /// (0 only when the buffer was empty).
     /// `drained`: the socket had nothing more, so a new readiness edge
     /// announces more data; otherwise call read again (more may be
-    /// buffered where no edge will announce it).
+    /// buffered where no edge will announce it). `len` 0: bytes were taken
+    /// that held no application data (TLS records without plaintext), and
+    /// more may follow; call read again.
     Data { len: usize, drained: bool },
     /// Nothing to read now; a readiness edge announces more.
     WouldBlock,

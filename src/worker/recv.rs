@@ -48,6 +48,8 @@ impl Worker<'_> {
                 break;
             };
             match c.transport.read(fd, &mut self.recv.buf[..want]) {
+                // Records without plaintext, and more may follow.
+                Ok(ReadOutcome::Data { len: 0, .. }) => {}
                 Ok(ReadOutcome::Data { len, drained }) => {
                     total += len;
                     reads += 1;

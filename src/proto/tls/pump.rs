@@ -367,7 +367,7 @@ fn pump_records<C: Records>(
                 }
             }
             ConnectionState::EncodeTlsData(mut encoder) => {
-                encode(held, |out| encoder.encode(out));
+                encode(held, |out| encoder.encode(out))?;
                 None
             }
             ConnectionState::TransmitTlsData(transmit) => {
@@ -410,7 +410,12 @@ fn pump_records<C: Records>(
 }
 
 /// Puts a handshake record (or an alert) behind the waiting ciphertext.
-fn encode(held: &mut Held, mut encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>) {
+/// rustls hands each record out once: one it would not encode is lost,
+/// and the handshake with it, so that fails the session.
+fn encode(
+    held: &mut Held,
+    mut encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
+) -> Result<(), TransportError> {
     let output = &mut held.kept().output;
     let at = output.len();
     let mut need = 4096;
@@ -419,14 +424,14 @@ fn encode(held: &mut Held, mut encode: impl FnMut(&mut [u8]) -> Result<usize, En
         match encode(&mut output[at..]) {
             Ok(n) => {
                 output.truncate(at + n);
-                return;
+                return Ok(());
             }
             Err(EncodeError::InsufficientSize(e)) if e.required_size > need => {
                 need = e.required_size;
             }
-            Err(_) => {
+            Err(e) => {
                 output.truncate(at);
-                return;
+                return Err(TlsError::Protocol(format!("a record not encoded: {e}")).into());
             }
         }
     }
@@ -438,7 +443,8 @@ fn encode(held: &mut Held, mut encode: impl FnMut(&mut [u8]) -> Result<usize, En
 /// left of the received bytes, as rustls may still hold places in it.
 fn send_alert<C: Records>(conn: &mut C, held: &mut Held, fd: RawFd, incoming: &mut [u8]) {
     if let Ok(ConnectionState::EncodeTlsData(mut encoder)) = conn.records(incoming).state {
-        encode(held, |out| encoder.encode(out));
+        // Best effort: the session has failed already.
+        let _ = encode(held, |out| encoder.encode(out));
     }
     let _ = held.send_output(fd);
 }

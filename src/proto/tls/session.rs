@@ -45,6 +45,10 @@ const INPUT_LIMIT: usize = 96 * 1024;
 const SEALED_AREA: usize = CIPHERTEXT_LIMIT + 4096;
 
 const RECEIVED_AREA: usize = STAGE + INPUT_LIMIT;
+/// Ciphertext one read takes off the socket at most: records that carry
+/// no plaintext (empty ones, key updates) never fill the reader, and a
+/// peer sending them without end must not hold the worker in one call.
+const READ_BUDGET: usize = 4 * STAGE;
 
 thread_local! {
     /// Where a read's ciphertext lands and is decrypted. A worker is one
@@ -81,6 +85,9 @@ enum Received {
     Drained,
     /// The reader's buffer is full.
     Full,
+    /// A read took [`READ_BUDGET`] bytes off the socket and may take more
+    /// (never during the handshake, which waits for its flight).
+    Spent,
     /// The peer's close_notify arrived.
     PeerClosed,
     /// The peer's FIN arrived.
@@ -179,10 +186,10 @@ impl TlsSession {
         match self.receive(fd, &mut sink, true)? {
             Received::Ready if self.held.send_output(fd)? => Ok(Handshake::Done),
             Received::Ready => Ok(Handshake::NeedWrite),
-            Received::Drained | Received::Full if self.held.wants_write() => {
+            Received::Drained | Received::Full | Received::Spent if self.held.wants_write() => {
                 Ok(Handshake::NeedWrite)
             }
-            Received::Drained | Received::Full => Ok(Handshake::NeedRead),
+            Received::Drained | Received::Full | Received::Spent => Ok(Handshake::NeedRead),
             Received::Eof | Received::PeerClosed => {
                 // What the peer sent before it left may still name it.
                 let named = TlsError::from_first_bytes(self.held.first());
@@ -236,7 +243,7 @@ impl TlsSession {
                 drained: true,
             },
             Ok(Received::Drained) => ReadOutcome::WouldBlock,
-            Ok(Received::Full | Received::Ready) => ReadOutcome::Data {
+            Ok(Received::Full | Received::Ready | Received::Spent) => ReadOutcome::Data {
                 len: filled,
                 drained: false,
             },
@@ -295,6 +302,7 @@ impl TlsSession {
         until_ready: bool,
     ) -> Result<Received, TransportError> {
         let mut drained = false;
+        let mut taken = 0;
         loop {
             let stop = self.pump(fd, &mut area[..*used], start, sink, &mut Goal::Read)?;
             match stop {
@@ -307,6 +315,9 @@ impl TlsSession {
             }
             if drained {
                 return Ok(Received::Drained);
+            }
+            if !until_ready && taken >= READ_BUDGET {
+                return Ok(Received::Spent);
             }
             if *start > 0 {
                 // Only the start of a record is left: move it to the front.
@@ -329,7 +340,12 @@ impl TlsSession {
                 self.held.sniff(&area[*used..*used + n]);
             }
             *used += n;
-            drained = n < want;
+            taken += n;
+            // A short read says the socket is empty, but for a FIN that
+            // may have come with the data: the caller reads on for it
+            // only when it was given plaintext, so without any the next
+            // read must see EAGAIN (or the FIN) itself.
+            drained = n < want && sink.filled > 0;
         }
     }
 
