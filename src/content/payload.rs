@@ -190,6 +190,17 @@ impl Body<'_> {
 /// Most messages rendered at once (bounds the work of one refill).
 const MAX_BATCH: usize = 4096;
 
+/// Room (in items) a batch keeps however small it becomes: below it,
+/// giving room back saves less than the reallocation costs.
+const SHRINK_FLOOR: usize = 256;
+
+/// Frees what a vector holds past twice its length (and the floor).
+fn give_back_room<T>(v: &mut Vec<T>) {
+    if v.capacity() > 2 * v.len().max(SHRINK_FLOOR) {
+        v.shrink_to(v.len());
+    }
+}
+
 impl Generated {
     /// Replaces the contents with fresh messages until at least `min_bytes`
     /// are buffered. `render` appends one message and the offsets of the
@@ -210,6 +221,11 @@ impl Generated {
                 break;
             }
         }
+        // A connection that once ran fast (a stage, the rate search) and
+        // now runs slowly would keep its largest batch's room for good.
+        give_back_room(&mut self.buf);
+        give_back_room(&mut self.ends);
+        give_back_room(&mut self.markers);
     }
 
     /// Bytes buffered (0 before the first refill).
@@ -280,6 +296,26 @@ impl Generated {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_gives_back_its_room_when_the_rate_drops() {
+        let mut g = Generated::default();
+        let one = |buf: &mut Vec<u8>, _: &mut Vec<usize>| buf.extend_from_slice(&[b'x'; 100]);
+        g.refill(16 * 1024, one);
+        assert!(g.buf.capacity() >= 16 * 1024);
+        g.refill(1, one);
+        assert_eq!(g.len(), 100);
+        assert!(g.buf.capacity() <= 2 * SHRINK_FLOOR, "{}", g.buf.capacity());
+        let tiny = |buf: &mut Vec<u8>, _: &mut Vec<usize>| buf.push(b'x');
+        g.refill(4096, tiny);
+        assert!(g.ends.capacity() >= 4096);
+        g.refill(1, tiny);
+        assert!(
+            g.ends.capacity() <= 2 * SHRINK_FLOOR,
+            "{}",
+            g.ends.capacity()
+        );
+    }
 
     #[test]
     fn cycle_holds_whole_messages_and_reaches_the_minimum() {
