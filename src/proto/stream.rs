@@ -19,13 +19,13 @@ pub enum Handshake {
 /// How a read ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadOutcome {
-    /// `len` application bytes are at the start of the caller's buffer
-    /// (0 only when the buffer was empty).
+    /// `len` application bytes are at the start of the caller's buffer.
+    /// 0 when the buffer was empty, or when the bytes taken held no
+    /// application data (TLS records without plaintext) and more may
+    /// follow: call read again.
     /// `drained`: the socket had nothing more, so a new readiness edge
     /// announces more data; otherwise call read again (more may be
-    /// buffered where no edge will announce it). `len` 0: bytes were taken
-    /// that held no application data (TLS records without plaintext), and
-    /// more may follow; call read again.
+    /// buffered where no edge will announce it).
     Data { len: usize, drained: bool },
     /// Nothing to read now; a readiness edge announces more.
     WouldBlock,
